@@ -1,0 +1,208 @@
+"""The gateway process: shared state, startup/shutdown, and the ASGI entry point that routes requests."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+
+from llmrelay.config import Config, load_config
+from llmrelay.metering.quota import QuotaLedger
+from llmrelay.metering.recorder import UsageRecorder
+from llmrelay.providers import PROVIDERS
+from llmrelay.providers.base import Channel
+from llmrelay.providers.http import UpstreamPool
+from llmrelay.relay.errors import RelayError
+from llmrelay.relay.pipeline import ChatRelay
+from llmrelay.relay.routing import Router
+from llmrelay.store.cache import KeyCache
+from llmrelay.store.db import make_engine, migrate
+from llmrelay.store.keys import changed_keys
+from llmrelay.surfaces import admin, billing, openai
+from llmrelay.surfaces.http import HttpRequest, Receive, Scope, Send
+
+log = logging.getLogger("llmrelay")
+access_log = logging.getLogger("llmrelay.access")
+T = TypeVar("T")
+
+Handler = Callable[["Gateway", HttpRequest], Awaitable[None]]
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": openai.chat_completions},
+    "/v1/models": {"GET": openai.list_models},
+    "/v1/dashboard/billing/subscription": {"GET": billing.subscription},
+    "/v1/dashboard/billing/usage": {"GET": billing.usage},
+    "/v1/user/info": {"GET": billing.user_info},
+}
+
+
+class Gateway:
+    """Everything one gateway process shares between requests."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = make_engine(config.database_url)
+        # One thread for all database work: writes stay ordered and the event loop never blocks on I/O.
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmrelay-db")
+        self.keys = KeyCache()
+        self.ledger = QuotaLedger()
+        self.prices = config.prices
+        self.recorder = UsageRecorder(
+            self.engine, self.run_db, config.data_dir / "usage-spill.jsonl", config.usage_flush_seconds
+        )
+        self.pool = UpstreamPool()
+        self.router = Router(())
+        self.chat = ChatRelay(self.router, self.prices, self.ledger, self.recorder)
+        self.metrics: Counter[str] = Counter()
+        self.overhead_ms_total = 0.0
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def run_db(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, functools.partial(function, *args))
+
+    async def start(self) -> None:
+        await self.run_db(migrate, self.engine)
+        await self.recorder.start()  # replays spilled records before keys are loaded
+        await self.refresh_keys()
+        channels = []
+        for channel_config in self.config.channels:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=channel_config.connect_timeout, sock_read=channel_config.read_timeout
+            )
+            channels.append(
+                Channel(
+                    channel_config,
+                    PROVIDERS[channel_config.type],
+                    self.pool.session_for(channel_config.base_url),
+                    timeout,
+                )
+            )
+        self.router = Router(channels)
+        self.chat.router = self.router
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="key-refresher")
+        log.info(
+            "llmrelay ready: %d channel(s), %d key(s), database %s",
+            len(channels),
+            len(self.keys.by_id),
+            self.engine.url.render_as_string(hide_password=True),
+        )
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self.recorder.close()
+        await self.pool.close()
+        await self.run_db(self.engine.dispose)
+        self._db_thread.shutdown(wait=True)
+
+    async def refresh_keys(self) -> None:
+        revision, records = await self.run_db(changed_keys, self.engine, self.keys.revision)
+        self.keys.apply(revision, records, self.recorder.unflushed)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.key_refresh_seconds)
+            try:
+                await self.refresh_keys()
+            except Exception:
+                log.exception("refreshing keys from the database failed; serving the cached keys")
+
+    # ASGI ---------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(HttpRequest(scope, receive, send))
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, http: HttpRequest) -> None:
+        try:
+            await self._dispatch(http)
+        except RelayError as error:
+            if not http.response_started:
+                await http.respond_error(error)
+        except Exception:
+            log.exception("request %s failed", http.request_id)
+            if not http.response_started:
+                await http.respond_error(
+                    RelayError(
+                        500,
+                        f"The gateway failed to handle this request (request id {http.request_id}).",
+                        "server_error",
+                        "internal_error",
+                    )
+                )
+        self.metrics[str(http.status)] += 1
+        self.overhead_ms_total += http.overhead_reported
+        if self.config.access_log:
+            access_log.info(
+                orjson.dumps(
+                    {
+                        "ts": time.time(),
+                        "id": http.request_id,
+                        "method": http.method,
+                        "path": http.path,
+                        "status": http.status,
+                        "overhead_ms": round(http.overhead_reported, 3),
+                    }
+                ).decode()
+            )
+
+    async def _dispatch(self, http: HttpRequest) -> None:
+        path = http.path
+        methods = ROUTES.get(path)
+        if methods is not None:
+            handler = methods.get(http.method)
+            if handler is None:
+                raise RelayError(405, f"Method {http.method} is not allowed on {path}.", code="method_not_allowed")
+            await handler(self, http)
+        elif path.startswith("/v1/models/") and http.method == "GET":
+            await openai.retrieve_model(self, http, path[len("/v1/models/") :])
+        elif path.startswith("/admin/"):
+            await admin.handle(self, http, path[len("/admin/") :])
+        elif path in ("/health", "/healthz"):
+            await http.respond_json(200, {"status": "ok"})
+        elif path == "/metrics":
+            await http.respond(200, self._metrics_text(), b"text/plain; version=0.0.4")
+        else:
+            raise RelayError(404, f"Invalid URL ({http.method} {path})", code="unknown_url")
+
+    def _metrics_text(self) -> bytes:
+        lines = ["# TYPE llmrelay_requests_total counter"]
+        lines += [f'llmrelay_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.metrics.items())]
+        count = sum(self.metrics.values())
+        lines += [
+            "# TYPE llmrelay_overhead_milliseconds summary",
+            f"llmrelay_overhead_milliseconds_sum {self.overhead_ms_total:.3f}",
+            f"llmrelay_overhead_milliseconds_count {count}",
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> Gateway:
+    """The ASGI application, configured from the environment (uvicorn calls this in each worker)."""
+    return Gateway(load_config())

@@ -1,0 +1,131 @@
+"""`llmrelay keys ...`: create, list, show, disable, enable, top up, update and delete API keys."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+import orjson
+
+from llmrelay import operations
+from llmrelay.cli.common import open_database, print_table
+from llmrelay.metering.money import format_usd
+from llmrelay.store import keys as key_store
+from llmrelay.surfaces.http import dumps
+
+
+def _when(ts: int | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else "never"
+
+
+def create(args: argparse.Namespace) -> int:
+    record, plaintext = operations.create_key(
+        open_database(args), args.name, args.quota_usd, args.unlimited, args.expires, args.models
+    )
+    print(
+        f"created key {record.name!r} (id {record.id}), quota {format_usd(record.quota_nano, 2)}, "
+        f"expires {_when(record.expires_at)}"
+    )
+    print("store it now; it cannot be shown again:")
+    print(plaintext)
+    return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    records = key_store.list_keys(open_database(args), include_deleted=args.all)
+    if args.json:
+        print(dumps([operations.key_view(r) for r in records]).decode())
+        return 0
+    rows = [
+        (
+            r.id,
+            r.name,
+            r.key_prefix,
+            format_usd(r.balance_nano),
+            format_usd(r.used_nano),
+            r.request_count,
+            r.status,
+            _when(r.expires_at),
+            ",".join(r.allowed_models) if r.allowed_models else "*",
+        )
+        for r in records
+    ]
+    print_table(("id", "name", "prefix", "balance", "used", "requests", "status", "expires", "models"), rows)
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    record = key_store.get_key(open_database(args), args.key)
+    print(orjson.dumps(operations.key_view(record), default=str, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _status_command(status: str, verb: str):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        record = key_store.set_status(open_database(args), args.key, status)
+        print(f"{verb} key {record.name!r} (id {record.id})")
+        return 0
+
+    return run
+
+
+def topup(args: argparse.Namespace) -> int:
+    amount = operations.parse_usd(args.usd, "--usd")
+    record = key_store.top_up(open_database(args), args.key, amount)
+    print(f"key {record.name!r}: quota {format_usd(record.quota_nano)}, balance {format_usd(record.balance_nano)}")
+    return 0
+
+
+def update(args: argparse.Namespace) -> int:
+    changes: dict[str, object] = {}
+    if args.expires is not None:
+        changes["expires_at"] = operations.parse_when(args.expires)
+    if args.models is not None:
+        changes["allowed_models"] = operations.parse_models(args.models)
+    if args.quota_usd is not None:
+        changes["quota_nano"] = operations.parse_usd(args.quota_usd, "--quota-usd")
+    record = key_store.update_key(open_database(args), args.key, **changes)  # type: ignore[arg-type]
+    print(f"updated key {record.name!r} (id {record.id})")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    group = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+
+    p = group.add_parser("create", help="create a key; the key is printed on the last line")
+    p.add_argument("--name", required=True)
+    p.add_argument("--quota-usd", help="spendable amount in USD")
+    p.add_argument("--unlimited", action="store_true", help="no spending limit")
+    p.add_argument("--expires", help="2026-12-31, an ISO time, or 30d / 12h from now")
+    p.add_argument("--models", help="comma-separated allow-list of models or globs (default: all)")
+    p.set_defaults(func=create)
+
+    p = group.add_parser("list", help="list keys")
+    p.add_argument("--all", action="store_true", help="include deleted keys")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=list_)
+
+    p = group.add_parser("show", help="show one key as JSON")
+    p.add_argument("key", help="key name or id")
+    p.set_defaults(func=show)
+
+    for name, status, verb in (
+        ("disable", "disabled", "disabled"),
+        ("enable", "active", "enabled"),
+        ("delete", "deleted", "deleted"),
+    ):
+        p = group.add_parser(name, help=f"{name} a key")
+        p.add_argument("key", help="key name or id")
+        p.set_defaults(func=_status_command(status, verb))
+
+    p = group.add_parser("topup", help="add quota to a key")
+    p.add_argument("key", help="key name or id")
+    p.add_argument("--usd", required=True, help="amount to add (negative takes quota back)")
+    p.set_defaults(func=topup)
+
+    p = group.add_parser("update", help="change a key's expiry, model allow-list or total quota")
+    p.add_argument("key", help="key name or id")
+    p.add_argument("--expires", help="new expiry, or 'never'")
+    p.add_argument("--models", help="new allow-list; empty string allows every model")
+    p.add_argument("--quota-usd", help="new total quota in USD")
+    p.set_defaults(func=update)

@@ -1,0 +1,64 @@
+"""What every provider adaptor offers, and the channel that binds an adaptor to one upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import aiohttp
+
+from llmrelay.config import ChannelConfig
+from llmrelay.metering.pricing import Usage
+from llmrelay.relay.request import ChatRequest
+
+
+class Capability(StrEnum):
+    CHAT = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StreamTap(Protocol):
+    """Reads an upstream SSE stream event by event: what to pass on to the client, and the usage seen."""
+
+    usage: Usage | None
+    done: bool  # the upstream ended the stream properly ([DONE] or its format's equivalent)
+
+    def feed(self, event: bytes) -> bytes | None: ...
+
+    def finish(self, usage: Usage) -> bytes: ...
+
+    def completion_texts(self) -> list[str]: ...
+
+
+class ChatProvider(Protocol):
+    """A chat adaptor: pure translation functions, no I/O (the relay does the calling)."""
+
+    wire_format: str
+    capabilities: frozenset[Capability]
+
+    def chat_request(
+        self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
+    ) -> UpstreamRequest: ...
+
+    def parse_chat_response(self, body: bytes) -> tuple[bytes, Usage | None, list[str]]: ...
+
+    def stream_tap(self, request: ChatRequest, strip_null_usage: bool) -> StreamTap: ...
+
+    def error_message(self, body: bytes) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A configured upstream: its settings, its adaptor and its pooled HTTP session."""
+
+    config: ChannelConfig
+    provider: ChatProvider
+    session: aiohttp.ClientSession
+    timeout: aiohttp.ClientTimeout

@@ -1,0 +1,232 @@
+"""The OpenAI-compatible adaptor: OpenAI itself and any server that speaks its API (vLLM, Ollama, ...).
+
+When the client also speaks OpenAI's format the body is forwarded as the client sent it: only the model
+name (when the channel maps it), `stream_options` (so usage is always reported) and, when a key can only
+afford part of a reply, an output cap are spliced into the bytes, without decoding and re-encoding them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from llmrelay.config import ChannelConfig
+from llmrelay.metering.pricing import Usage
+from llmrelay.providers.base import Capability, UpstreamRequest
+from llmrelay.relay.request import ChatRequest
+
+_INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+_NULL_USAGE = b',"usage":null'
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4")
+
+
+def usage_from_openai(usage: dict[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
+def usage_to_openai(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def output_cap_field(model: str) -> str:
+    """o1-family models take max_completion_tokens and reject max_tokens."""
+    return "max_completion_tokens" if model.startswith(_REASONING_MODEL_PREFIXES) else "max_tokens"
+
+
+def splice_openai_body(raw: bytes, body: dict[str, Any], new_model: str | None, additions: dict[str, Any]) -> bytes:
+    """The client's bytes with the model replaced and top-level keys added, re-encoding only as a fallback.
+
+    `additions` must name keys the body does not have. The model value is found by its exact encoded text;
+    when that text is ambiguous (it also appears deeper in the body), the body is re-encoded instead.
+    """
+    out = raw
+    if new_model is not None:
+        pattern = re.compile(rb'"model"\s*:\s*' + re.escape(orjson.dumps(body["model"])))
+        matches = pattern.findall(out)
+        if len(matches) != 1:
+            return orjson.dumps({**body, "model": new_model, **additions})
+        out = pattern.sub(lambda _m: b'"model":' + orjson.dumps(new_model), out, count=1)
+    if additions:
+        brace = out.index(b"{")
+        inserted = b"".join(orjson.dumps({k: v})[1:-1] + b"," for k, v in additions.items())
+        out = out[: brace + 1] + inserted + out[brace + 1 :]
+    return out
+
+
+def _extract_message_texts(choice: dict[str, Any], part: str) -> list[str]:
+    """Generated text of one choice (`message` or stream `delta`): content, refusal, tool calls."""
+    message = choice.get(part)
+    if not isinstance(message, dict):
+        return []
+    texts = [message[k] for k in ("content", "refusal", "reasoning_content") if isinstance(message.get(k), str)]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    return texts
+
+
+def _sse_payload(event: bytes) -> bytes | None:
+    """The data of a one-line `data:` SSE event (what OpenAI-compatible servers send)."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+    return None
+
+
+class OpenAIStreamTap:
+    """Passes an OpenAI SSE stream through, reading usage on the side.
+
+    - drops the usage-only chunk when the client did not ask for usage (we asked the upstream for it);
+    - removes `"usage":null` from chunks for the same reason;
+    - holds back `[DONE]` so the relay can synthesise a usage chunk first when the upstream sent none.
+    """
+
+    def __init__(self, client_wants_usage: bool, strip_null_usage: bool) -> None:
+        self.usage: Usage | None = None
+        self.done = False
+        self._client_wants_usage = client_wants_usage
+        self._strip_null_usage = strip_null_usage
+        self._events: list[bytes] = []
+
+    def feed(self, event: bytes) -> bytes | None:
+        if event.startswith((b"data: [DONE]", b"data:[DONE]")):
+            self.done = True
+            return None
+        if self._strip_null_usage and _NULL_USAGE in event:
+            event = event.replace(_NULL_USAGE, b"")
+        elif b'"usage"' in event:
+            event = self._take_usage(event)
+        if event:
+            self._events.append(event)
+        return event or None
+
+    def _take_usage(self, event: bytes) -> bytes:
+        payload = _sse_payload(event)
+        try:
+            chunk = orjson.loads(payload) if payload else None
+        except orjson.JSONDecodeError:
+            return event
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
+            return event
+        self.usage = usage_from_openai(chunk["usage"])
+        if self._client_wants_usage:
+            return event
+        if not chunk.get("choices"):
+            return b""  # the usage-only chunk the client did not ask for
+        del chunk["usage"]
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def completion_texts(self) -> list[str]:
+        texts: list[str] = []
+        for event in self._events:
+            payload = _sse_payload(event)
+            try:
+                chunk = orjson.loads(payload) if payload else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(chunk, dict):
+                for choice in chunk.get("choices") or ():
+                    if isinstance(choice, dict):
+                        texts.extend(_extract_message_texts(choice, "delta"))
+        return texts
+
+    def finish(self, usage: Usage) -> bytes:
+        """What ends a complete stream: a synthesised usage chunk if the client asked, then [DONE]."""
+        tail = b""
+        if self._client_wants_usage and self.usage is None:
+            first = self._first_chunk()
+            chunk = {
+                "id": first.get("id", ""),
+                "object": "chat.completion.chunk",
+                "created": first.get("created", 0),
+                "model": first.get("model", ""),
+                "choices": [],
+                "usage": usage_to_openai(usage),
+            }
+            if first.get("system_fingerprint"):
+                chunk["system_fingerprint"] = first["system_fingerprint"]
+            tail = b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return tail + b"data: [DONE]\n\n"
+
+    def _first_chunk(self) -> dict[str, Any]:
+        for event in self._events:
+            payload = _sse_payload(event)
+            try:
+                chunk = orjson.loads(payload) if payload else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(chunk, dict) and "id" in chunk:
+                return chunk
+        return {}
+
+
+class OpenAICompatibleProvider:
+    wire_format = "openai"
+    capabilities = frozenset({Capability.CHAT})
+
+    def chat_request(
+        self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
+    ) -> UpstreamRequest:
+        additions: dict[str, Any] = {}
+        body = request.raw
+        if request.stream and not request.include_usage:
+            stream_options = request.body.get("stream_options")
+            if stream_options is None:
+                additions["stream_options"] = {"include_usage": True}
+            else:  # present but not asking for usage: rewrite it (rare, so the re-encode is acceptable)
+                request.body["stream_options"] = {**stream_options, "include_usage": True}
+                body = orjson.dumps(request.body)
+        if max_output_cap is not None:
+            additions[output_cap_field(upstream_model)] = max_output_cap
+        new_model = upstream_model if upstream_model != request.model else None
+        if new_model is not None or additions:
+            body = splice_openai_body(body, request.body, new_model, additions)
+        headers = {"Content-Type": "application/json", **channel.headers}
+        if channel.api_key:
+            headers["Authorization"] = f"Bearer {channel.api_key}"
+        return UpstreamRequest(f"{channel.base_url}/chat/completions", headers, body)
+
+    def parse_chat_response(self, body: bytes) -> tuple[bytes, Usage | None, list[str]]:
+        """The bytes for the client (unchanged), the reported usage, and the generated texts."""
+        response = orjson.loads(body)
+        if not isinstance(response, dict):
+            raise ValueError("the upstream reply is not a JSON object")
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            return body, usage_from_openai(usage), []
+        texts: list[str] = []
+        for choice in response.get("choices") or ():
+            if isinstance(choice, dict):
+                texts.extend(_extract_message_texts(choice, "message"))
+        return body, None, texts
+
+    def stream_tap(self, request: ChatRequest, strip_null_usage: bool) -> OpenAIStreamTap:
+        return OpenAIStreamTap(request.include_usage, strip_null_usage)
+
+    def error_message(self, body: bytes) -> str:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body[:500].decode("utf-8", "replace").strip() or "no error message"
+        if isinstance(parsed, dict):
+            error = parsed.get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                return error["message"]
+            if isinstance(error, str):
+                return error
+            if isinstance(parsed.get("message"), str):
+                return parsed["message"]
+        return body[:500].decode("utf-8", "replace")

@@ -1,0 +1,67 @@
+"""Errors the relay raises, and how each client API expects to see them.
+
+A RelayError carries everything needed to answer in any surface's format; surfaces render it. Messages
+never include secrets: upstream error text passes through `scrub_secrets` before it reaches a client.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+
+class RelayError(Exception):
+    """An error with an HTTP status and OpenAI-style type/code/param."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def openai_body(self) -> bytes:
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        )
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> RelayError:
+    return RelayError(400, message, "invalid_request_error", code, param)
+
+
+def model_not_found(model: str, reason: str = "does not exist or you do not have access to it") -> RelayError:
+    return RelayError(404, f"The model `{model}` {reason}.", "invalid_request_error", "model_not_found", "model")
+
+
+def insufficient_quota(message: str) -> RelayError:
+    return RelayError(429, message, "insufficient_quota", "insufficient_quota")
+
+
+def upstream_unreachable(detail: str) -> RelayError:
+    return RelayError(502, f"The upstream service could not be reached: {detail}", "upstream_error", "bad_gateway")
+
+
+def upstream_timeout() -> RelayError:
+    return RelayError(504, "The upstream service did not answer in time.", "upstream_error", "upstream_timeout")
+
+
+# `sk-...` style secrets (OpenAI, Anthropic and most relays) and Google API keys (AIza...).
+_SECRET_PATTERN = re.compile(r"\b(?:sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{20,})")
+
+
+def scrub_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove anything that looks like an API key, and the given secrets verbatim, from upstream text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET_PATTERN.sub("[redacted]", text)

@@ -1,0 +1,82 @@
+"""Tables, defined once with SQLAlchemy Core so the same definitions serve SQLite and PostgreSQL.
+
+Times are integer Unix seconds (keys) or milliseconds (usage); money is integer nano-dollars.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a table that grows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(32), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("quota_nano", BigInteger, nullable=True),  # NULL: unlimited
+    Column("used_nano", BigInteger, nullable=False, server_default="0"),
+    Column("request_count", BigInteger, nullable=False, server_default="0"),
+    Column("allowed_models", Text, nullable=True),  # JSON list of names/globs; NULL: every model
+    Column("expires_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("revision", BigInteger, nullable=False, server_default="0"),
+    Index(
+        "uq_api_keys_live_name",
+        "name",
+        unique=True,
+        sqlite_where=text("status != 'deleted'"),
+        postgresql_where=text("status != 'deleted'"),
+    ),
+    Index("ix_api_keys_revision", "revision"),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("key_id", BigInteger, nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("upstream_model", String(200), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("usage_source", String(16), nullable=False),  # "upstream" or "tokenizer"
+    Index("ix_usage_records_key_time", "key_id", "created_ms"),
+    Index("ix_usage_records_time", "created_ms"),
+    Index("ix_usage_records_request_id", "request_id"),
+)
+
+# Monotonic counters; bumping one inside a transaction tells every gateway node what changed.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

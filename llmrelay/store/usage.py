@@ -1,0 +1,120 @@
+"""Usage records in the database: batched writes from the gateway and the reports read from them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from llmrelay.store.schema import api_keys, usage_records
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One relayed request, as written to `usage_records`."""
+
+    request_id: str
+    created_ms: int
+    key_id: int
+    endpoint: str
+    model: str
+    upstream_model: str
+    channel: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_nano: int
+    status: str
+    http_status: int
+    latency_ms: int
+    stream: bool
+    usage_source: str
+
+
+def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
+    """Insert the records and charge each key's used amount and request count, in one transaction.
+
+    The key's counters move in the same transaction as its records, so the sum of a key's records always
+    equals its `used_nano` in the database.
+    """
+    if not records:
+        return
+    spend: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for record in records:
+        totals = spend[record.key_id]
+        totals[0] += record.cost_nano
+        totals[1] += 1
+        totals[2] = max(totals[2], record.created_ms // 1000)
+    with engine.begin() as conn:
+        conn.execute(insert(usage_records), [asdict(record) for record in records])
+        for key_id, (cost, count, last_used) in spend.items():
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(
+                    used_nano=api_keys.c.used_nano + cost,
+                    request_count=api_keys.c.request_count + count,
+                    last_used_at=last_used,  # batches are written in time order
+                )
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummaryRow:
+    key_id: int
+    key_name: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_nano: int
+
+
+def summarize(engine: Engine, since_ms: int, until_ms: int, key_id: int | None = None) -> list[UsageSummaryRow]:
+    """Per key and model totals for records with since_ms <= created_ms < until_ms."""
+    r = usage_records
+    query = (
+        select(
+            r.c.key_id,
+            func.coalesce(api_keys.c.name, "?"),
+            r.c.model,
+            func.count(),
+            func.sum(r.c.prompt_tokens),
+            func.sum(r.c.cached_tokens),
+            func.sum(r.c.completion_tokens),
+            func.sum(r.c.cost_nano),
+        )
+        .select_from(r.outerjoin(api_keys, api_keys.c.id == r.c.key_id))
+        .where(r.c.created_ms >= since_ms, r.c.created_ms < until_ms)
+        .group_by(r.c.key_id, api_keys.c.name, r.c.model)
+        .order_by(r.c.key_id, r.c.model)
+    )
+    if key_id is not None:
+        query = query.where(r.c.key_id == key_id)
+    with engine.connect() as conn:
+        return [
+            UsageSummaryRow(key_id, name, model, *(int(v or 0) for v in counts))
+            for key_id, name, model, *counts in conn.execute(query)
+        ]
+
+
+def daily_costs(engine: Engine, key_id: int, since_ms: int, until_ms: int) -> list[tuple[int, str, int]]:
+    """(UTC day start in Unix seconds, model, cost in nano) for one key, ordered by day and model."""
+    r = usage_records
+    day = r.c.created_ms // 86_400_000
+    query = (
+        select(day, r.c.model, func.sum(r.c.cost_nano))
+        .where(r.c.key_id == key_id, r.c.created_ms >= since_ms, r.c.created_ms < until_ms)
+        .group_by(day, r.c.model)
+        .order_by(day, r.c.model)
+    )
+    with engine.connect() as conn:
+        return [(int(d) * 86_400, model, int(cost)) for d, model, cost in conn.execute(query)]
+
+
+def count_records(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()

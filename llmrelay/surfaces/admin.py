@@ -1,0 +1,122 @@
+"""The operator's JSON API under /admin/, guarded by LLMRELAY_ADMIN_KEY (sent as a Bearer token).
+
+It offers what the CLI offers, through the same functions, and applies each change to this node's key
+cache at once (other nodes see it at their next poll).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from llmrelay import operations
+from llmrelay.relay.auth import presented_key
+from llmrelay.relay.errors import RelayError, bad_request
+from llmrelay.store import keys as key_store
+from llmrelay.store.keys import KeyOperationError
+from llmrelay.surfaces.http import HttpRequest, parse_json_body
+
+if TYPE_CHECKING:
+    from llmrelay.app import Gateway
+
+
+def _require_admin(gw: Gateway, http: HttpRequest) -> None:
+    expected = gw.config.admin_key
+    if not expected:
+        raise RelayError(
+            403, "The admin API is off: set LLMRELAY_ADMIN_KEY to turn it on.", "permission_error", "admin_disabled"
+        )
+    presented = presented_key(http) or ""
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise RelayError(401, "A valid admin key is required.", "invalid_request_error", "invalid_admin_key")
+
+
+async def _body(gw: Gateway, http: HttpRequest) -> dict[str, Any]:
+    raw = await http.body(gw.config.max_body_bytes)
+    if not raw:
+        return {}
+    body = parse_json_body(raw)
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+async def _key_json(gw: Gateway, record: key_store.KeyRecord) -> dict[str, Any]:
+    await gw.refresh_keys()
+    return operations.key_view(record, gw.keys.by_id.get(record.id))
+
+
+async def handle(gw: Gateway, http: HttpRequest, rest: str) -> None:
+    """Dispatch /admin/<rest>; operator mistakes become 400/404 with the reason."""
+    _require_admin(gw, http)
+    parts = [p for p in rest.split("/") if p]
+    try:
+        await _dispatch(gw, http, http.method, parts)
+    except KeyOperationError as exc:
+        status = 404 if str(exc).startswith("no key") else 400
+        raise RelayError(status, str(exc), "invalid_request_error", "not_found" if status == 404 else None) from None
+
+
+async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str]) -> None:
+    run = gw.run_db
+    engine = gw.engine
+    if parts == ["keys"] and method == "GET":
+        records = await run(key_store.list_keys, engine)
+        await http.respond_json(
+            200, {"object": "list", "data": [operations.key_view(r, gw.keys.by_id.get(r.id)) for r in records]}
+        )
+    elif parts == ["keys"] and method == "POST":
+        body = await _body(gw, http)
+        record, plaintext = await run(
+            operations.create_key,
+            engine,
+            str(body.get("name", "")),
+            body.get("quota_usd"),
+            bool(body.get("unlimited", False)),
+            body.get("expires_at"),
+            body.get("models"),
+        )
+        await http.respond_json(201, {**await _key_json(gw, record), "key": plaintext})
+    elif len(parts) == 2 and parts[0] == "keys" and method == "GET":
+        record = await run(key_store.get_key, engine, parts[1])
+        await http.respond_json(200, operations.key_view(record, gw.keys.by_id.get(record.id)))
+    elif len(parts) == 2 and parts[0] == "keys" and method == "PATCH":
+        body = await _body(gw, http)
+        changes: dict[str, Any] = {}
+        if "expires_at" in body:
+            changes["expires_at"] = operations.parse_when(body["expires_at"])
+        if "models" in body:
+            changes["allowed_models"] = operations.parse_models(body["models"])
+        if "quota_usd" in body:
+            changes["quota_nano"] = operations.parse_usd(body["quota_usd"], "quota_usd")
+        record = await run(lambda: key_store.update_key(engine, parts[1], **changes))
+        await http.respond_json(200, await _key_json(gw, record))
+    elif len(parts) == 2 and parts[0] == "keys" and method == "DELETE":
+        record = await run(key_store.set_status, engine, parts[1], "deleted")
+        await gw.refresh_keys()
+        await http.respond_json(200, {"id": record.id, "name": record.name, "deleted": True})
+    elif len(parts) == 3 and parts[0] == "keys" and method == "POST" and parts[2] in ("disable", "enable"):
+        status = "disabled" if parts[2] == "disable" else "active"
+        record = await run(key_store.set_status, engine, parts[1], status)
+        await http.respond_json(200, await _key_json(gw, record))
+    elif len(parts) == 3 and parts[0] == "keys" and method == "POST" and parts[2] == "topup":
+        body = await _body(gw, http)
+        if "usd" not in body:
+            raise bad_request('send {"usd": amount}', "usd")
+        amount = operations.parse_usd(body["usd"], "usd")
+        record = await run(key_store.top_up, engine, parts[1], amount)
+        await http.respond_json(200, await _key_json(gw, record))
+    elif parts == ["usage"] and method == "GET":
+        query = http.query()
+        period = operations.parse_period(
+            query.get("since"), query.get("until"), int(query["days"]) if query.get("days", "").isdigit() else None
+        )
+        key_id = None
+        if query.get("key"):
+            key_id = (await run(key_store.get_key, engine, query["key"])).id
+        report = await run(operations.usage_report, engine, period, key_id, gw.recorder.pending())
+        await http.respond_json(200, report)
+    else:
+        raise RelayError(
+            404, f"No admin endpoint {method} /admin/{'/'.join(parts)}.", "invalid_request_error", "not_found"
+        )

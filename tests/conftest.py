@@ -1,0 +1,198 @@
+"""Fixtures: a fake OpenAI upstream in-process and the real gateway as a subprocess on loopback.
+
+The gateway runs exactly as an operator runs it (`llmrelay serve --config ...`), with its own SQLite file;
+tests reach it only over HTTP with the official SDKs, and the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from llmrelay.store.db import make_engine
+from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
+
+ADMIN_KEY = "adm-test-key-0123456789"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(method: str, url: str, body: object = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+    """A plain HTTP call, as curl would make it (no SDK), returning status, headers and body."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None and "Content-Type" not in (headers or {}):
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gateway_config(upstream: FakeOpenAI, dead_port: int, extra: str = "") -> str:
+    return f"""
+channels:
+  - name: fake
+    type: openai
+    base_url: {upstream.base_url}
+    api_key: ${{FAKE_UPSTREAM_KEY}}
+    models: [gpt-4o, gpt-4o-mini, gpt-3.5-turbo, o1-mini, "gpt-4-gizmo-*", unpriced-model]
+    model_map: {{alias-mini: gpt-4o-mini}}
+    timeout: {{connect: 2, read: 2}}
+  - name: dead
+    type: openai
+    base_url: http://127.0.0.1:{dead_port}/v1
+    api_key: sk-dead-channel-key-000000
+    models: [dead-model]
+prices:
+  dead-model: {{input: 1, output: 1}}
+  "gpt-4-gizmo-*": {{input: 10, output: 30, per_request: "0.01"}}
+limits:
+  max_body_bytes: 2000000
+{extra}
+"""
+
+
+@dataclass
+class Gateway:
+    """A running gateway subprocess and what tests need to reach it."""
+
+    port: int
+    config_path: Path
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> Gateway:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llmrelay", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()}")
+            try:
+                if call("GET", f"{self.url}/health").status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "llmrelay", "--config", str(self.config_path), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"llmrelay {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def create_key(self, name: str, *options: str, quota_usd: str | None = "5") -> str:
+        quota = ["--quota-usd", quota_usd] if quota_usd is not None else ["--unlimited"]
+        out = self.cli("keys", "create", "--name", name, *quota, *options).stdout
+        key = out.strip().splitlines()[-1]
+        # The running gateway picks new keys up at its next poll (every 0.5 s); wait for it.
+        seen = wait_until(lambda: self.key_status(key) != 401, timeout=3)
+        assert seen, "the gateway did not pick up the new key within 3 s"
+        return key
+
+    def key_status(self, key: str) -> int:
+        return call("GET", f"{self.base_url}/user/info", headers={"Authorization": f"Bearer {key}"}).status
+
+    def engine(self) -> Engine:
+        return make_engine(self.env["LLMRELAY_DATABASE_URL"])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+def make_gateway(tmp: Path, upstream: FakeOpenAI, database_url: str | None = None, extra: str = "") -> Gateway:
+    tmp.mkdir(parents=True, exist_ok=True)
+    config_path = tmp / "llmrelay.yaml"
+    config_path.write_text(gateway_config(upstream, free_port(), extra))
+    data_dir = tmp / "data"
+    env = {
+        **os.environ,
+        "LLMRELAY_DATA_DIR": str(data_dir),
+        "LLMRELAY_DATABASE_URL": database_url or f"sqlite:///{data_dir / 'llmrelay.db'}",
+        "LLMRELAY_ADMIN_KEY": ADMIN_KEY,
+        "FAKE_UPSTREAM_KEY": UPSTREAM_SECRET,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    env.pop("LLMRELAY_CONFIG", None)
+    env.pop("OPENAI_API_KEY", None)
+    return Gateway(free_port(), config_path, data_dir, env, log_path=tmp / "gateway.log")
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[Gateway]:
+    gw = make_gateway(tmp_path_factory.mktemp("gateway"), upstream).start()
+    yield gw
+    gw.stop()
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll until predicate() is truthy; returns its last value (tests then assert on it)."""
+    deadline = time.time() + timeout
+    value = predicate()
+    while not value and time.time() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
