@@ -18,7 +18,6 @@ import orjson
 from llmrelay.config import Config, load_config
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
-from llmrelay.metering.tokens import warm_up_tokenizers
 from llmrelay.providers import PROVIDERS
 from llmrelay.providers.base import Channel
 from llmrelay.providers.http import UpstreamPool
@@ -90,7 +89,6 @@ class Gateway:
         self.router = Router(channels)
         self.chat.router = self.router
         self._refresher = asyncio.create_task(self._refresh_forever(), name="key-refresher")
-        warm_up_tokenizers()
         # Everything loaded so far (SQLAlchemy, tokenizer tables, config) lives as long as the process; moving
         # it out of the collector's view turns 40 ms full collections under load into sub-millisecond ones.
         gc.collect()

@@ -60,10 +60,10 @@ def interpolate_env(value: str, environ: dict[str, str] | os._Environ[str]) -> s
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
+        if default is not None:  # ${VAR:-default}: as in the shell, an empty value also takes the default
+            return environ.get(name) or default
         if name in environ:
             return environ[name]
-        if default is not None:
-            return default
         raise ConfigError(f"environment variable {name} is not set (referenced as ${{{name}}})")
 
     return _ENV_REFERENCE.sub(substitute, value)
@@ -86,11 +86,18 @@ def _require(mapping: dict[str, object], key: str, where: str, kind: type) -> ob
     return value
 
 
-def _positive_number(mapping: dict[str, object], key: str, default: float, where: str) -> float:
+def _number(mapping: dict[str, object], key: str, default: float, where: str, kind: type = float) -> float:
+    """A positive number; text is accepted too, since ${VAR} interpolation always yields text."""
     value = mapping.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}: '{key}' must be a positive number")
-    return float(value)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = kind(value) if isinstance(value, int | float) else kind(str(value).strip())
+    except ValueError:
+        number = 0
+    if number <= 0 or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{where}: '{key}' must be a positive {'integer' if kind is int else 'number'}")
+    return number
 
 
 def _parse_channel(raw: object, index: int) -> ChannelConfig:
@@ -130,8 +137,8 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
         api_key=str(raw.get("api_key") or ""),
         models=tuple(models),  # type: ignore[arg-type]
         model_map=dict(model_map),
-        connect_timeout=_positive_number(timeout, "connect", 10.0, where),
-        read_timeout=_positive_number(timeout, "read", 300.0, where),
+        connect_timeout=_number(timeout, "connect", 10.0, where),
+        read_timeout=_number(timeout, "read", 300.0, where),
         headers={str(k): str(v) for k, v in headers.items()},
     )
 
@@ -233,13 +240,9 @@ def load_config(
         raise ConfigError("'server' and 'limits' are mappings")
     database_url, data_dir = _storage(raw, environ)
     admin_key = environ.get("LLMRELAY_ADMIN_KEY") or raw.get("admin_key") or None
-    max_body = limits.get("max_body_bytes", 32 * 1024 * 1024)
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body <= 0:
-        raise ConfigError("limits.max_body_bytes must be a positive integer")
-    port = server.get("port", 8080)
-    workers = server.get("workers", 1)
-    if not isinstance(port, int) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError("server.port and server.workers must be integers (workers >= 1)")
+    max_body = int(_number(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", int))
+    port = int(_number(server, "port", 8080, "server", int))
+    workers = int(_number(server, "workers", 1, "server", int))
     return Config(
         channels=tuple(channels),
         prices=prices,

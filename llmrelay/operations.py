@@ -63,11 +63,14 @@ def parse_models(value: str | list[str] | None) -> list[str] | None:
     return models or None
 
 
-def parse_usd(value: object, what: str) -> int:
+def parse_usd(value: object, what: str, allow_negative: bool = False) -> int:
     try:
-        return usd_to_nano(str(value).strip().lstrip("$"))
+        nano = usd_to_nano(str(value).strip().lstrip("$"))
     except MoneyError:
         raise KeyOperationError(f"{what} must be an amount in USD, such as 5 or 12.50") from None
+    if nano < 0 and not allow_negative:
+        raise KeyOperationError(f"{what} cannot be negative")
+    return nano
 
 
 def create_key(

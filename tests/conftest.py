@@ -39,7 +39,9 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(method: str, url: str, body: object = None, headers: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+def call(
+    method: str, url: str, body: object = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> Reply:
     """A plain HTTP call, as curl would make it (no SDK), returning status, headers and body."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})

@@ -67,12 +67,16 @@ def test_cost_is_exact_for_known_token_counts(
     reply, request_id = chat_with_id(client, model=model, messages=[{"role": "user", "content": content}])
     usage = reply.usage
     cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
-    expected = (usage.prompt_tokens - cached) * input_nano + cached * cached_nano + usage.completion_tokens * output_nano
+    expected = (
+        (usage.prompt_tokens - cached) * input_nano + cached * cached_nano + usage.completion_tokens * output_nano
+    )
     record = wait_until(lambda: record_for(gateway, request_id))
     assert record is not None
     assert record["cost_nano"] == expected
     assert (record["prompt_tokens"], record["completion_tokens"], record["cached_tokens"]) == (
-        usage.prompt_tokens, usage.completion_tokens, cached,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        cached,
     )
     assert record["status"] == "ok" and record["usage_source"] == "upstream"
     info = call("GET", f"{gateway.base_url}/user/info", headers={"Authorization": key}).json()

@@ -55,9 +55,7 @@ def upstream_secret() -> str:
     return UPSTREAM_SECRET
 
 
-def test_mapped_model_and_stream_options_are_the_only_changes(
-    gateway: Gateway, key: str, upstream: FakeOpenAI
-) -> None:
+def test_mapped_model_and_stream_options_are_the_only_changes(gateway: Gateway, key: str, upstream: FakeOpenAI) -> None:
     raw = b'{"model": "alias-mini", "stream": true, "messages": [{"role": "user", "content": "splice-marker-2"}]}'
     reply = call("POST", f"{gateway.base_url}/chat/completions", raw=raw, headers={"Authorization": f"Bearer {key}"})
     assert reply.status == 200
@@ -223,8 +221,16 @@ def test_sampling_and_other_parameters_are_forwarded(client: OpenAI, upstream: F
     )
     assert len(reply.choices) == 2
     sent = upstream.requests_with("params-marker-7")[0].json
-    for field, value in {"n": 2, "logprobs": True, "top_logprobs": 2, "seed": 42, "stop": ["END"],
-                         "user": "end-user-9", "presence_penalty": 0.5, "max_tokens": 50}.items():
+    for field, value in {
+        "n": 2,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "seed": 42,
+        "stop": ["END"],
+        "user": "end-user-9",
+        "presence_penalty": 0.5,
+        "max_tokens": 50,
+    }.items():
         assert sent[field] == value
 
 
@@ -246,8 +252,12 @@ def test_async_client_non_stream_and_stream(gateway: Gateway, key: str) -> None:
 
 
 def test_every_response_carries_request_id_and_overhead(gateway: Gateway, key: str) -> None:
-    ok = call("POST", f"{gateway.base_url}/chat/completions",
-              {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}, {"Authorization": key})
+    ok = call(
+        "POST",
+        f"{gateway.base_url}/chat/completions",
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        {"Authorization": key},
+    )
     bad = call("POST", f"{gateway.base_url}/chat/completions", {"model": "gpt-4o"}, {"Authorization": key})
     for reply in (ok, bad):
         assert reply.headers["x-request-id"].startswith("req-")

@@ -29,8 +29,16 @@ def test_cli_lifecycle_is_honoured_within_a_second(gateway: Gateway) -> None:
     listing = gateway.cli("keys", "list").stdout
     line = next(row for row in listing.splitlines() if " cli-alice " in f" {row} ")
     assert key[:7] in line and "active" in line and "gpt-4o-mini,gpt-4o" in line
-    assert listing.splitlines()[0].split()[:8] == ["id", "name", "prefix", "balance", "used", "requests", "status",
-                                                   "expires"]
+    assert listing.splitlines()[0].split()[:8] == [
+        "id",
+        "name",
+        "prefix",
+        "balance",
+        "used",
+        "requests",
+        "status",
+        "expires",
+    ]
 
     gateway.cli("keys", "disable", "cli-alice")
     assert wait_until(lambda: chat_status(gateway, key) == 401, timeout=1.0)

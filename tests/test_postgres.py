@@ -53,10 +53,12 @@ def test_chat_billing_and_key_changes_on_postgres(pg_gateway: Gateway, tmp_path:
         for i in range(3)
     ]
     stream = client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "pg stream"}], stream=True,
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "pg stream"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
-    usage = [c.usage for c in stream if c.usage][0]
+    usage = next(c.usage for c in stream if c.usage)
     expected = sum(r.usage.prompt_tokens * 2500 + r.usage.completion_tokens * 10000 for r in replies)
     expected += usage.prompt_tokens * 2500 + usage.completion_tokens * 10000
 

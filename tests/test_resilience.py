@@ -21,9 +21,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.test_billing import record_for
 
 
-def test_client_disconnect_cancels_upstream_and_bills_what_was_produced(
-    gateway: Gateway, upstream: FakeOpenAI
-) -> None:
+def test_client_disconnect_cancels_upstream_and_bills_what_was_produced(gateway: Gateway, upstream: FakeOpenAI) -> None:
     key = gateway.create_key("disconnecting", quota_usd="1")
     cancelled_before = upstream.state.cancelled_streams
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
@@ -60,7 +58,9 @@ def _load(gw: Gateway, key: str, stop: threading.Event, done_ids: list[str], err
         try:
             connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
             connection.request(
-                "POST", "/v1/chat/completions", body=bodies[index % 2],
+                "POST",
+                "/v1/chat/completions",
+                body=bodies[index % 2],
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
             )
             response = connection.getresponse()
@@ -108,9 +108,21 @@ def test_sigterm_under_load_loses_no_usage_record(tmp_path: Path, upstream: Fake
 
 def test_records_spilled_when_the_database_is_away_are_replayed(tmp_path: Path) -> None:
     record = UsageRecord(
-        request_id="req-spill-1", created_ms=int(time.time() * 1000), key_id=1, endpoint="chat.completions",
-        model="gpt-4o", upstream_model="gpt-4o", channel="c", prompt_tokens=10, cached_tokens=0,
-        completion_tokens=5, cost_nano=75_000, status="ok", http_status=200, latency_ms=3, stream=False,
+        request_id="req-spill-1",
+        created_ms=int(time.time() * 1000),
+        key_id=1,
+        endpoint="chat.completions",
+        model="gpt-4o",
+        upstream_model="gpt-4o",
+        channel="c",
+        prompt_tokens=10,
+        cached_tokens=0,
+        completion_tokens=5,
+        cost_nano=75_000,
+        status="ok",
+        http_status=200,
+        latency_ms=3,
+        stream=False,
         usage_source="upstream",
     )
     spill = tmp_path / "usage-spill.jsonl"

@@ -70,7 +70,7 @@ def _status_command(status: str, verb: str):  # type: ignore[no-untyped-def]
 
 
 def topup(args: argparse.Namespace) -> int:
-    amount = operations.parse_usd(args.usd, "--usd")
+    amount = operations.parse_usd(args.usd, "--usd", allow_negative=True)
     record = key_store.top_up(open_database(args), args.key, amount)
     print(f"key {record.name!r}: quota {format_usd(record.quota_nano)}, balance {format_usd(record.balance_nano)}")
     return 0

@@ -4,9 +4,11 @@ Integers add and compare exactly and fit a BIGINT column (9.2e18 nano = $9.2 bil
 only at the edges, to read operator input ("5.25") and to print amounts for humans and JSON.
 """
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 NANO_PER_USD = 1_000_000_000
+# Amounts are stored in signed 64-bit columns.
+MAX_NANO = 2**63 - 1
 
 
 class MoneyError(ValueError):
@@ -29,8 +31,17 @@ def to_decimal(value: object) -> Decimal:
 
 
 def usd_to_nano(value: object) -> int:
-    """Convert a USD amount to nano-dollars, rounding half up at the ninth decimal."""
-    return int((to_decimal(value) * NANO_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    """Convert a USD amount to nano-dollars, rounding half up once, at the ninth decimal."""
+    amount = to_decimal(value)
+    try:
+        with localcontext() as context:
+            context.prec = len(amount.as_tuple().digits) + 12  # enough digits that scaling never rounds
+            nano = int((amount * NANO_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except ArithmeticError as exc:  # exponents too large for any real amount
+        raise MoneyError(f"amount out of range: {value!r}") from exc
+    if abs(nano) > MAX_NANO:
+        raise MoneyError(f"amount out of range: {value!r}")
+    return nano
 
 
 def nano_to_usd(nano: int) -> Decimal:

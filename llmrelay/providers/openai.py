@@ -19,7 +19,7 @@ from llmrelay.relay.request import ChatRequest
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 _NULL_USAGE = b',"usage":null'
-_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4")
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 def usage_from_openai(usage: dict[str, Any]) -> Usage:
@@ -41,26 +41,31 @@ def usage_to_openai(usage: Usage) -> dict[str, Any]:
 
 
 def output_cap_field(model: str) -> str:
-    """o1-family models take max_completion_tokens and reject max_tokens."""
+    """Reasoning models (o1 family, gpt-5) take max_completion_tokens and reject max_tokens."""
     return "max_completion_tokens" if model.startswith(_REASONING_MODEL_PREFIXES) else "max_tokens"
 
 
-def splice_openai_body(raw: bytes, body: dict[str, Any], new_model: str | None, additions: dict[str, Any]) -> bytes:
-    """The client's bytes with the model replaced and top-level keys added, re-encoding only as a fallback.
+def splice_openai_body(raw: bytes, body: dict[str, Any], new_model: str | None, changes: dict[str, Any]) -> bytes:
+    """The client's bytes with the model replaced and top-level keys set, re-encoding only as a fallback.
 
-    `additions` must name keys the body does not have. The model value is found by its exact encoded text;
-    when that text is ambiguous (it also appears deeper in the body), the body is re-encoded instead.
+    New keys are inserted after the opening brace. The body is re-encoded instead when that would not be
+    exact: a key in `changes` already exists (even as null), or the model's encoded text is ambiguous (it
+    appears twice, or the top-level key was written with escapes and only a nested one matches).
     """
+    if any(key in body for key in changes):
+        return orjson.dumps({**body, "model": new_model or body["model"], **changes})
     out = raw
     if new_model is not None:
         pattern = re.compile(rb'"model"\s*:\s*' + re.escape(orjson.dumps(body["model"])))
-        matches = pattern.findall(out)
-        if len(matches) != 1:
-            return orjson.dumps({**body, "model": new_model, **additions})
+        if len(pattern.findall(out)) != 1:
+            return orjson.dumps({**body, "model": new_model, **changes})
         out = pattern.sub(lambda _m: b'"model":' + orjson.dumps(new_model), out, count=1)
-    if additions:
+        # Escaped key text can hide the top-level key from the pattern; check, on the rare bodies that have it.
+        if b"\\u" in raw and orjson.loads(out).get("model") != new_model:
+            return orjson.dumps({**body, "model": new_model, **changes})
+    if changes:
         brace = out.index(b"{")
-        inserted = b"".join(orjson.dumps({k: v})[1:-1] + b"," for k, v in additions.items())
+        inserted = b"".join(orjson.dumps({k: v})[1:-1] + b"," for k, v in changes.items())
         out = out[: brace + 1] + inserted + out[brace + 1 :]
     return out
 
@@ -180,20 +185,15 @@ class OpenAICompatibleProvider:
     def chat_request(
         self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
     ) -> UpstreamRequest:
-        additions: dict[str, Any] = {}
-        body = request.raw
+        changes: dict[str, Any] = {}
         if request.stream and not request.include_usage:
-            stream_options = request.body.get("stream_options")
-            if stream_options is None:
-                additions["stream_options"] = {"include_usage": True}
-            else:  # present but not asking for usage: rewrite it (rare, so the re-encode is acceptable)
-                request.body["stream_options"] = {**stream_options, "include_usage": True}
-                body = orjson.dumps(request.body)
+            changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
         if max_output_cap is not None:
-            additions[output_cap_field(upstream_model)] = max_output_cap
+            changes[output_cap_field(upstream_model)] = max_output_cap
         new_model = upstream_model if upstream_model != request.model else None
-        if new_model is not None or additions:
-            body = splice_openai_body(body, request.body, new_model, additions)
+        body = request.raw
+        if new_model is not None or changes:
+            body = splice_openai_body(body, request.body, new_model, changes)
         headers = {"Content-Type": "application/json", **channel.headers}
         if channel.api_key:
             headers["Authorization"] = f"Bearer {channel.api_key}"

@@ -15,10 +15,17 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from llmrelay.metering.money import nano_to_usd
 from llmrelay.metering.pricing import Price, PriceTable, Usage
 from llmrelay.metering.quota import QuotaLedger, plan_reservation
 from llmrelay.metering.recorder import UsageRecorder
-from llmrelay.metering.tokens import count_chat_prompt, count_completion
+from llmrelay.metering.tokens import (
+    count_chat_prompt,
+    count_completion,
+    counts_exactly,
+    ensure_tokenizers,
+    prompt_token_bound,
+)
 from llmrelay.providers.base import Channel, StreamTap, UpstreamRequest
 from llmrelay.relay.errors import (
     RelayError,
@@ -93,26 +100,38 @@ class ChatRelay:
             raise model_not_found(model, "has no price set on this gateway, so it cannot be billed")
         return route, price
 
-    async def chat(self, http: HttpRequest, key: KeyState, chat: ChatRequest) -> None:
-        route, price = self.route_and_price(key, chat.model)
-        prompt_estimate = count_chat_prompt(chat.body["messages"], route.upstream_model, chat.body.get("tools"))
+    async def reserve(self, key: KeyState, chat: ChatRequest, route: Route, price: Price) -> tuple[int, int | None]:
+        """Hold quota for the worst case of this request; returns (amount held, output cap to impose)."""
+        messages, tools = chat.body["messages"], chat.body.get("tools")
+        available = self.ledger.available_nano(key)
         reserved, cap = plan_reservation(
-            price, prompt_estimate, chat.max_output_tokens, chat.choices, self.ledger.available_nano(key)
+            price, prompt_token_bound(messages, tools), chat.max_output_tokens, chat.choices, available
         )
+        if available is not None and reserved > available and counts_exactly(route.upstream_model):
+            # The byte bound can be ~4x the true count. Where our vocabulary is the model's own, an exact count
+            # lets a small balance through without giving up the guarantee.
+            await ensure_tokenizers()
+            prompt = count_chat_prompt(messages, route.upstream_model, tools)
+            reserved, cap = plan_reservation(price, prompt, chat.max_output_tokens, chat.choices, available)
         if not await self.ledger.reserve(key, reserved):
             raise insufficient_quota(
                 "You exceeded your current quota: this request needs up to "
-                f"${reserved / 1e9:.6f} and the key's remaining balance cannot cover it. Top up the key or "
+                f"${nano_to_usd(reserved)} and the key's remaining balance cannot cover it. Top up the key or "
                 "lower max_tokens."
             )
+        return reserved, cap
+
+    async def chat(self, http: HttpRequest, key: KeyState, chat: ChatRequest) -> None:
+        route, price = self.route_and_price(key, chat.model)
+        reserved, cap = await self.reserve(key, chat, route, price)
         outcome = Outcome()
         channel = route.channel
         try:
             upstream = channel.provider.chat_request(channel.config, chat, route.upstream_model, cap)
             if chat.stream:
-                await self._relay_stream(http, chat, channel, upstream, outcome, route.upstream_model, prompt_estimate)
+                await self._relay_stream(http, chat, route, upstream, outcome)
             else:
-                await self._relay_unary(http, channel, upstream, outcome, route.upstream_model, prompt_estimate)
+                await self._relay_unary(http, chat, route, upstream, outcome)
         except RelayError as error:
             outcome.status, outcome.http_status = error.code or "error", error.status
             raise
@@ -167,15 +186,17 @@ class ChatRelay:
             body = b""
         return upstream_http_error(response.status, channel.provider.error_message(body), channel)
 
+    async def _counted_usage(self, chat: ChatRequest, route: Route, completion_texts: list[str]) -> Usage:
+        """Usage counted offline, for an upstream that reported none (or a stream that ended early)."""
+        await ensure_tokenizers()
+        model = route.upstream_model
+        prompt = count_chat_prompt(chat.body["messages"], model, chat.body.get("tools"))
+        return Usage(prompt, count_completion(completion_texts, model))
+
     async def _relay_unary(
-        self,
-        http: HttpRequest,
-        channel: Channel,
-        upstream: UpstreamRequest,
-        outcome: Outcome,
-        upstream_model: str,
-        prompt_estimate: int,
+        self, http: HttpRequest, chat: ChatRequest, route: Route, upstream: UpstreamRequest, outcome: Outcome
     ) -> None:
+        channel = route.channel
         response = await self._open(http, channel, upstream)
         began = time.perf_counter()
         try:
@@ -196,21 +217,15 @@ class ChatRelay:
                 502, "The upstream returned a reply that is not valid JSON.", "upstream_error", "bad_upstream_response"
             ) from None
         if usage is None:
-            usage = Usage(prompt_estimate, count_completion(texts, upstream_model))
+            usage = await self._counted_usage(chat, route, texts)
             outcome.usage_source = "tokenizer"
         outcome.usage = usage
         await http.respond(200, out)
 
     async def _relay_stream(
-        self,
-        http: HttpRequest,
-        chat: ChatRequest,
-        channel: Channel,
-        upstream: UpstreamRequest,
-        outcome: Outcome,
-        upstream_model: str,
-        prompt_estimate: int,
+        self, http: HttpRequest, chat: ChatRequest, route: Route, upstream: UpstreamRequest, outcome: Outcome
     ) -> None:
+        channel = route.channel
         response = await self._open(http, channel, upstream)
         try:
             if response.status >= 400:
@@ -230,7 +245,7 @@ class ChatRelay:
         if tap.usage is not None:
             outcome.usage = tap.usage
         else:
-            outcome.usage = Usage(prompt_estimate, count_completion(tap.completion_texts(), upstream_model))
+            outcome.usage = await self._counted_usage(chat, route, tap.completion_texts())
             outcome.usage_source = "tokenizer"
         if client_gone:
             return
@@ -269,6 +284,11 @@ class ChatRelay:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if gone:
                     break
+            last = splitter.remainder()
+            if last.endswith(b"\n") and not gone:  # a final event without its blank line, e.g. "data: [DONE]\n"
+                piece = tap.feed(last + b"\n")
+                if piece:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
         except TimeoutError:
             outcome.status, outcome.http_status = "upstream_timeout", 504
         except aiohttp.ClientError:

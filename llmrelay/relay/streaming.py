@@ -8,28 +8,42 @@ from __future__ import annotations
 
 
 class SseSplitter:
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_scanned")
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer already searched for an event end
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Complete events (each ending in a blank line) found so far; the rest waits for more bytes."""
-        buffer = self._buffer + data if self._buffer else data
-        if b"\r" in buffer:  # CRLF and LF framing are both legal SSE; normalise to LF
-            buffer = buffer.replace(b"\r\n", b"\n")
+        """Complete events (each ending in a blank line) found so far; the rest waits for more bytes.
+
+        Only new bytes are searched, so an event arriving in many small reads costs linear time.
+        """
+        buffer = self._buffer
+        if not buffer and b"\r" not in data and len(data) > 2 and data.find(b"\n\n") == len(data) - 2:
+            return [data]  # the common case: one whole event per read, no copying
+        old_end = self._scanned
+        buffer += data
+        normalise_from = max(old_end - 1, 0)  # a CR and its LF may straddle two reads
+        if buffer.find(b"\r", normalise_from) >= 0:  # CRLF and LF framing are both legal SSE; normalise to LF
+            buffer[normalise_from:] = buffer[normalise_from:].replace(b"\r\n", b"\n")
+        # The old bytes held no blank line; a new one can begin at most two bytes back ("\n" + "\r|\n").
+        search_from = max(old_end - 2, 0)
         events = []
         start = 0
         while True:
-            end = buffer.find(b"\n\n", start)
+            end = buffer.find(b"\n\n", search_from)
             if end < 0:
                 break
             if end > start:
-                events.append(buffer[start : end + 2])
-            start = end + 2
-        self._buffer = buffer[start:] if start else buffer
+                events.append(bytes(buffer[start : end + 2]))
+            start = search_from = end + 2
+        if start:
+            del buffer[:start]
+        self._scanned = len(buffer)
         return events
 
     def remainder(self) -> bytes:
-        """Bytes after the last complete event (a stream cut off mid-event)."""
-        return self._buffer
+        """Bytes after the last complete event: a final event some servers end without the blank line, or
+        the part of an event that a dropped connection cut off."""
+        return bytes(self._buffer)

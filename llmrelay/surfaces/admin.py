@@ -103,7 +103,7 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
         body = await _body(gw, http)
         if "usd" not in body:
             raise bad_request('send {"usd": amount}', "usd")
-        amount = operations.parse_usd(body["usd"], "usd")
+        amount = operations.parse_usd(body["usd"], "usd", allow_negative=True)
         record = await run(key_store.top_up, engine, parts[1], amount)
         await http.respond_json(200, await _key_json(gw, record))
     elif parts == ["usage"] and method == "GET":

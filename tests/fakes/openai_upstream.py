@@ -70,9 +70,11 @@ def _directives(messages: list[dict[str, Any]]) -> dict[str, str]:
 
 def _reply_words(messages: list[dict[str, Any]], limit: int | None) -> tuple[list[str], str]:
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-    images = sum(
-        1 for p in (last_user.get("content") or []) if isinstance(p, dict) and p.get("type") == "image_url"
-    ) if isinstance(last_user.get("content"), list) else 0
+    images = (
+        sum(1 for p in (last_user.get("content") or []) if isinstance(p, dict) and p.get("type") == "image_url")
+        if isinstance(last_user.get("content"), list)
+        else 0
+    )
     echo = _DIRECTIVE.sub("", _text_of(last_user.get("content"))).split()
     words = ["You", "said:", *echo] + ([f"({images}", "images)"] if images else [])
     if limit is not None and len(words) > limit:
@@ -83,8 +85,12 @@ def _reply_words(messages: list[dict[str, Any]], limit: int | None) -> tuple[lis
 def _error(status: int, secret_in_message: bool = False) -> web.Response:
     messages = {
         400: ("Invalid value for 'temperature': must be between 0 and 2.", "invalid_request_error", "temperature"),
-        401: (f"Incorrect API key provided: {UPSTREAM_SECRET}. You can find your API key at "
-              "https://platform.openai.com/account/api-keys.", "invalid_request_error", None),
+        401: (
+            f"Incorrect API key provided: {UPSTREAM_SECRET}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            None,
+        ),
         429: ("Rate limit reached for gpt-4o in organization org-fake on requests per min (RPM).", "requests", None),
         500: ("The server had an error while processing your request.", "server_error", None),
         503: ("The engine is currently overloaded, please try again later.", "server_error", None),
@@ -150,8 +156,12 @@ class FakeOpenAI:
             "completion_tokens": len(words) * body.get("n", 1),
             "total_tokens": prompt_tokens_of(messages) + len(words) * body.get("n", 1),
             "prompt_tokens_details": {"cached_tokens": int(directives.get("cached", 0)), "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
         if "nousage" in directives:
             usage = None
@@ -171,15 +181,23 @@ class FakeOpenAI:
     def _completion(self, body, directives, words, finish, usage, common) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         message: dict[str, Any] = {"role": "assistant", "content": " ".join(words), "refusal": None}
         if "tools" in directives:
-            message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-                {"id": "call_fake1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "id": "call_fake1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            }
             finish = "tool_calls"
         elif "json" in directives:
             message["content"] = '{"answer": 42}'
         choices = [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
-            for i in range(body.get("n", 1))
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(body.get("n", 1))
         ]
         reply = {"object": "chat.completion", **common, "choices": choices}
         if usage is not None:
@@ -193,7 +211,8 @@ class FakeOpenAI:
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> bytes:
             payload: dict[str, Any] = {
-                "object": "chat.completion.chunk", **common,
+                "object": "chat.completion.chunk",
+                **common,
                 "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
             }
             if include_usage:
@@ -204,8 +223,20 @@ class FakeOpenAI:
         for index in range(body.get("n", 1)):
             pieces.append(chunk({"role": "assistant", "content": "", "refusal": None}, index=index))
             if "tools" in directives:
-                pieces.append(chunk({"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function",
-                                                     "function": {"name": "get_weather", "arguments": ""}}]}))
+                pieces.append(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "call_fake1",
+                                    "type": "function",
+                                    "function": {"name": "get_weather", "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
                 for fragment in ('{"city', '": "Par', 'is"}'):
                     pieces.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}))
                 pieces.append(chunk({}, "tool_calls"))
