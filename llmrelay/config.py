@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from llmrelay.metering.money import MoneyError
-from llmrelay.metering.pricing import OPENAI_CHAT_MODELS, PriceTable, build_price_table
+from llmrelay.metering.pricing import OPENAI_MODELS, PriceTable, build_price_table
 from llmrelay.store.db import default_database_url
 
 CHANNEL_TYPES = ("openai",)  # anthropic and gemini adaptors plug in here
@@ -152,7 +152,7 @@ def _automatic_channels(environ: dict[str, str] | os._Environ[str]) -> list[Chan
                 type="openai",
                 base_url=(environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/"),
                 api_key=environ["OPENAI_API_KEY"],
-                models=OPENAI_CHAT_MODELS,
+                models=OPENAI_MODELS,
             )
         )
     return channels

@@ -19,7 +19,7 @@ from llmrelay.metering.money import MoneyError, nano_to_usd, usd_to_nano
 from llmrelay.store import keys as key_store
 from llmrelay.store.cache import KeyState
 from llmrelay.store.keys import KeyOperationError, KeyRecord
-from llmrelay.store.usage import UsageRecord, UsageSummaryRow, summarize
+from llmrelay.store.usage import SUMMED_FIELDS, UsageRecord, UsageSummaryRow, summarize
 
 _RELATIVE = re.compile(r"^(\d+)([dhms])$")
 
@@ -149,38 +149,25 @@ def usage_report(
     pending: list[UsageRecord] | None = None,
 ) -> dict[str, Any]:
     """Per-key and per-model requests, tokens and cost in a period (plus not-yet-written records)."""
-    rows = summarize(engine, period.since_ms, period.until_ms, key_id)
-    merged: dict[tuple[int, str], list[Any]] = {
-        (r.key_id, r.model): [
-            r.key_name,
-            r.requests,
-            r.prompt_tokens,
-            r.cached_tokens,
-            r.completion_tokens,
-            r.cost_nano,
-        ]
-        for r in rows
-    }
+    merged = {(row.key_id, row.model): row for row in summarize(engine, period.since_ms, period.until_ms, key_id)}
     for record in pending or ():
         if not (period.since_ms <= record.created_ms < period.until_ms):
             continue
         if key_id is not None and record.key_id != key_id:
             continue
-        entry = merged.setdefault((record.key_id, record.model), [str(record.key_id), 0, 0, 0, 0, 0])
-        for index, value in enumerate(
-            (1, record.prompt_tokens, record.cached_tokens, record.completion_tokens, record.cost_nano), start=1
-        ):
-            entry[index] += value
-    items = [UsageSummaryRow(k, v[0], m, *v[1:]) for (k, m), v in sorted(merged.items())]
+        row = merged.get((record.key_id, record.model))
+        if row is None:
+            name = next((r.key_name for r in merged.values() if r.key_id == record.key_id), str(record.key_id))
+            row = merged[(record.key_id, record.model)] = UsageSummaryRow(
+                record.key_id, name, record.model, 0, [0] * len(SUMMED_FIELDS)
+            )
+        row.add(record)
+    items = [merged[slot] for slot in sorted(merged)]
 
     def totals(group: list[UsageSummaryRow]) -> dict[str, Any]:
-        return {
-            "requests": sum(r.requests for r in group),
-            "prompt_tokens": sum(r.prompt_tokens for r in group),
-            "cached_tokens": sum(r.cached_tokens for r in group),
-            "completion_tokens": sum(r.completion_tokens for r in group),
-            "cost_usd": nano_to_usd(sum(r.cost_nano for r in group)),
-        }
+        sums = {name: sum(r.sums[i] for r in group) for i, name in enumerate(SUMMED_FIELDS)}
+        cost = sums.pop("cost_nano")
+        return {"requests": sum(r.requests for r in group), **sums, "cost_usd": nano_to_usd(cost)}
 
     by_key: dict[int, list[UsageSummaryRow]] = {}
     by_model: dict[str, list[UsageSummaryRow]] = {}

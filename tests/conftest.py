@@ -67,7 +67,10 @@ channels:
     type: openai
     base_url: {upstream.base_url}
     api_key: ${{FAKE_UPSTREAM_KEY}}
-    models: [gpt-4o, gpt-4o-mini, gpt-3.5-turbo, o1-mini, "gpt-4-gizmo-*", unpriced-model]
+    models: [gpt-4o, gpt-4o-mini, gpt-3.5-turbo, o1-mini, o1-preview, "gpt-4-gizmo-*", unpriced-model,
+             text-embedding-ada-002, text-embedding-3-small, text-embedding-3-large, dall-e-2, dall-e-3,
+             tts-1, tts-1-hd, whisper-1, gpt-3.5-turbo-instruct, omni-moderation-latest, text-moderation-latest,
+             gpt-4-all, gpt-4o-all, search-gpts]
     model_map: {{alias-mini: gpt-4o-mini}}
     timeout: {{connect: 2, read: 2}}
   - name: dead
@@ -78,6 +81,9 @@ channels:
 prices:
   dead-model: {{input: 1, output: 1}}
   "gpt-4-gizmo-*": {{input: 10, output: 30, per_request: "0.01"}}
+  gpt-4-all: {{per_request: "0.02"}}
+  gpt-4o-all: {{input: 5, output: 15}}
+  search-gpts: {{per_request: "0.03"}}
 limits:
   max_body_bytes: 2000000
 {extra}

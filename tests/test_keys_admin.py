@@ -155,6 +155,6 @@ def test_models_list_and_retrieve_follow_the_key(gateway: Gateway) -> None:
     limited = OpenAI(
         api_key=gateway.create_key("models-limited", "--models", "gpt-4o*"), base_url=gateway.base_url, max_retries=0
     )
-    assert {m.id for m in limited.models.list()} == {"gpt-4o", "gpt-4o-mini"}
+    assert {m.id for m in limited.models.list()} == {"gpt-4o", "gpt-4o-mini", "gpt-4o-all"}
     with pytest.raises(openai.NotFoundError):
         limited.models.retrieve("gpt-3.5-turbo")

@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import func, select
 
-from llmrelay.store.db import make_engine, migrate
+from llmrelay.store.db import HEAD_REVISION, make_engine, migrate
 from llmrelay.store.schema import api_keys, usage_records
 from tests.conftest import Gateway, call, make_gateway, wait_until
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -41,7 +41,7 @@ def test_migrations_are_idempotent_on_postgres(database_url: str) -> None:
     migrate(engine)
     migrate(engine)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == HEAD_REVISION
     engine.dispose()
 
 

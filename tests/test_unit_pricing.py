@@ -16,12 +16,12 @@ import pytest
 
 from llmrelay.metering.money import NANO_PER_USD, MoneyError, format_usd, nano_to_usd, to_decimal, usd_to_nano
 from llmrelay.metering.pricing import (
-    OPENAI_CHAT_MODELS,
+    OPENAI_MODELS,
     Price,
     PriceTable,
     Usage,
     build_price_table,
-    price_from_usd_per_million,
+    price_from_spec,
 )
 from llmrelay.metering.quota import QuotaLedger, plan_reservation
 from llmrelay.metering.tokens import count_chat_prompt, count_completion, count_text, encoding_name_for
@@ -189,7 +189,7 @@ def test_cost_is_rounded_once_per_request_not_per_token() -> None:
 @pytest.mark.parametrize(("tokens", "billed"), [(1, 1), (2, 1), (3, 2), (5, 3), (7, 4), (0, 0)])
 def test_half_nano_rounds_up(tokens: int, billed: int) -> None:
     # $0.0005 per 1M tokens is exactly half a nano-dollar per token.
-    price = price_from_usd_per_million({"input": "0.0005", "output": "0"})
+    price = price_from_spec({"input": "0.0005", "output": "0"})
     assert price.cost_nano(Usage(tokens, 0)) == billed
 
 
@@ -201,14 +201,14 @@ def test_cached_tokens_are_clamped_to_prompt_tokens() -> None:
 
 
 def test_per_request_price() -> None:
-    price = price_from_usd_per_million({"input": "0", "output": "0", "per_request": "0.01"})
+    price = price_from_spec({"input": "0", "output": "0", "per_request": "0.01"})
     assert price.cost_nano(Usage()) == usd_to_nano("0.01") == 10_000_000
-    both = price_from_usd_per_million({"input": "1", "output": "2", "per_request": "0.000000001"})
+    both = price_from_spec({"input": "1", "output": "2", "per_request": "0.000000001"})
     assert both.cost_nano(Usage(1000, 1000)) == 1000 * 1000 + 1000 * 2000 + 1
 
 
 def test_float_prices_from_yaml_stay_exact() -> None:
-    price = price_from_usd_per_million({"input": 0.075, "output": 0.3, "cached_input": 0.01875})
+    price = price_from_spec({"input": 0.075, "output": 0.3, "cached_input": 0.01875})
     assert price.input == Decimal(75)
     assert price.output == Decimal(300)
     assert price.cached_input == Decimal("18.75")
@@ -217,9 +217,11 @@ def test_float_prices_from_yaml_stay_exact() -> None:
 @pytest.mark.parametrize(
     "spec",
     [
-        {"input": "1"},
-        {"output": "1"},
+        {},
+        {"cached_input": "1", "max_output_tokens": 10},
         {"input": "1", "output": "1", "colour": "red"},
+        {"per_image": {"1024x1024": "-0.04"}},
+        {"per_image": "0.04"},
         {"input": "-1", "output": "1"},
         {"input": "1", "output": "1", "per_request": "-0.01"},
         {"input": "abc", "output": "1"},
@@ -231,7 +233,7 @@ def test_float_prices_from_yaml_stay_exact() -> None:
 )
 def test_bad_price_specs(spec: dict[str, object]) -> None:
     with pytest.raises(MoneyError):
-        price_from_usd_per_million(spec)
+        price_from_spec(spec)
 
 
 def test_price_overrides_and_patterns() -> None:
@@ -264,7 +266,7 @@ def test_price_overrides_and_patterns() -> None:
 @pytest.mark.parametrize("order", [("short", "long"), ("long", "short")])
 def test_longest_pattern_wins_whatever_the_order(order: tuple[str, str]) -> None:
     specs = {"short": ("gpt-4*", "1"), "long": ("gpt-4-gizmo-*", "2")}
-    prices = {specs[k][0]: price_from_usd_per_million({"input": specs[k][1], "output": "0"}) for k in order}
+    prices = {specs[k][0]: price_from_spec({"input": specs[k][1], "output": "0"}) for k in order}
     table = PriceTable(prices)
     gizmo = table.lookup("gpt-4-gizmo-x")
     assert gizmo is not None and gizmo.input == Decimal(2000)
@@ -298,13 +300,13 @@ def test_default_price_and_unknown_model() -> None:
 
 def test_bad_override_names_the_model() -> None:
     with pytest.raises(MoneyError, match="my-model"):
-        build_price_table({"my-model": {"input": "1"}})
+        build_price_table({"my-model": {"input": "1", "colour": "red"}})
 
 
-def test_openai_chat_models_are_priced() -> None:
-    assert {"gpt-4o", "gpt-4o-mini", "gpt-4", "gpt-3.5-turbo", "o1-mini"} <= set(OPENAI_CHAT_MODELS)
-    assert not any(m.startswith(("claude", "gemini")) for m in OPENAI_CHAT_MODELS)
-    assert all(PRICES.lookup(m) is not None for m in OPENAI_CHAT_MODELS)
+def test_openai_models_are_priced() -> None:
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4", "gpt-3.5-turbo", "o1-mini"} <= set(OPENAI_MODELS)
+    assert not any(m.startswith(("claude", "gemini")) for m in OPENAI_MODELS)
+    assert all(PRICES.lookup(m) is not None for m in OPENAI_MODELS)
 
 
 def test_usage_total_tokens() -> None:
@@ -369,7 +371,7 @@ def test_small_balance_gets_the_largest_affordable_cap() -> None:
     assert reserve <= available
 
 
-FRACTIONAL = price_from_usd_per_million(
+FRACTIONAL = price_from_spec(
     {"input": "0.0375", "output": "0.1234567", "per_request": "0.000000333", "max_output_tokens": 5000}
 )
 
@@ -438,7 +440,7 @@ def test_unlimited_key_is_never_capped() -> None:
 
 
 def test_free_model_with_zero_balance_is_allowed() -> None:
-    free = price_from_usd_per_million({"input": "0", "output": "0"})
+    free = price_from_spec({"input": "0", "output": "0"})
     reserve, cap = plan_reservation(free, 1000, None, 1, 0)
     assert (reserve, cap) == (0, None)
     assert asyncio.run(QuotaLedger().reserve(make_key(0), reserve))

@@ -83,7 +83,7 @@ def test_realistic_chunks_are_valid_sdk_chunks() -> None:
 
 
 def test_client_did_not_ask_null_usage_is_stripped_and_usage_chunk_dropped() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     stream = text_stream(usage=None, usage_chunk=CACHED_USAGE)
     outputs = [tap.feed(sse) for sse in stream]
     passed = [o for o in outputs if o is not None]
@@ -104,7 +104,7 @@ def test_client_did_not_ask_null_usage_is_stripped_and_usage_chunk_dropped() -> 
 
 
 def test_client_asked_usage_chunk_is_passed_through() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=True, strip_null_usage=False)
+    tap = OpenAIStreamTap(client_wants_usage=True)
     stream = text_stream(usage=None, usage_chunk=USAGE)
     outputs = [tap.feed(sse) for sse in stream]
     assert outputs[:5] == stream[:5]  # unchanged, `"usage":null` included, as OpenAI sends it to its clients
@@ -116,7 +116,7 @@ def test_client_asked_usage_chunk_is_passed_through() -> None:
 
 
 def test_client_asked_but_upstream_sent_no_usage_gets_a_synthesised_chunk() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=True, strip_null_usage=False)
+    tap = OpenAIStreamTap(client_wants_usage=True)
     for sse in text_stream():
         tap.feed(sse)
     assert tap.usage is None
@@ -140,7 +140,7 @@ def test_client_asked_but_upstream_sent_no_usage_gets_a_synthesised_chunk() -> N
 
 
 def test_synthesised_chunk_without_any_upstream_chunk_is_still_valid() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=True, strip_null_usage=False)
+    tap = OpenAIStreamTap(client_wants_usage=True)
     tap.feed(DONE)
     events = SseSplitter().feed(tap.finish(Usage(3, 0)))
     assert events[1] == DONE
@@ -149,7 +149,7 @@ def test_synthesised_chunk_without_any_upstream_chunk_is_still_valid() -> None:
 
 def test_usage_on_a_choice_chunk_is_recorded_and_removed_when_not_asked() -> None:
     # Some OpenAI-compatible servers attach usage to the final choice chunk instead of a separate one.
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     last = chunk({}, finish="stop", usage=USAGE)
     out = tap.feed(event(last))
     assert out is not None
@@ -161,7 +161,7 @@ def test_usage_on_a_choice_chunk_is_recorded_and_removed_when_not_asked() -> Non
 
 
 def test_usage_on_a_choice_chunk_is_kept_when_asked() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=True, strip_null_usage=False)
+    tap = OpenAIStreamTap(client_wants_usage=True)
     sse = event(chunk({}, finish="stop", usage=USAGE))
     assert tap.feed(sse) == sse
     assert tap.usage == Usage(19, 12, 0)
@@ -169,7 +169,7 @@ def test_usage_on_a_choice_chunk_is_kept_when_asked() -> None:
 
 @pytest.mark.parametrize("done", [b"data: [DONE]\n\n", b"data:[DONE]\n\n"])
 def test_done_is_held_back(done: bytes) -> None:
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     assert not tap.done
     assert tap.feed(done) is None
     assert tap.done
@@ -185,7 +185,7 @@ def test_done_is_held_back(done: bytes) -> None:
     ],
 )
 def test_unusual_events_pass_through_unchanged(sse: bytes) -> None:
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     assert tap.feed(sse) == sse
     assert tap.usage is None
 
@@ -212,7 +212,7 @@ def test_completion_texts_collect_content_and_tool_call_fragments() -> None:
     for sse in stream[:-2]:
         ChatCompletionChunk.model_validate(payload(sse))
     for wants in (False, True):
-        tap = OpenAIStreamTap(client_wants_usage=wants, strip_null_usage=not wants)
+        tap = OpenAIStreamTap(client_wants_usage=wants)
         for sse in stream:
             tap.feed(sse)
         texts = tap.completion_texts()
@@ -221,7 +221,7 @@ def test_completion_texts_collect_content_and_tool_call_fragments() -> None:
 
 
 def test_completion_texts_from_several_choices() -> None:
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     both = chunk({"content": "A"})
     both["choices"].append({"index": 1, "delta": {"content": "B"}, "logprobs": None, "finish_reason": None})
     tap.feed(event(both))
@@ -323,7 +323,7 @@ def test_multi_megabyte_single_event() -> None:
         out.extend(got)
     assert out == [big, EVENTS[0]]
     assert splitter.remainder() == b""
-    tap = OpenAIStreamTap(client_wants_usage=False, strip_null_usage=True)
+    tap = OpenAIStreamTap(client_wants_usage=False)
     assert tap.feed(out[0]) == big
     assert tap.completion_texts() == [big_argument]
 
@@ -348,7 +348,7 @@ def test_tap_output_does_not_depend_on_network_chunking(wants: bool, upstream_us
 
     def relay(pieces: list[bytes]) -> tuple[bytes, Usage | None, list[str]]:
         splitter = SseSplitter()
-        tap = OpenAIStreamTap(client_wants_usage=wants, strip_null_usage=not wants)
+        tap = OpenAIStreamTap(client_wants_usage=wants)
         out = b""
         for piece in pieces:
             for sse in splitter.feed(piece):

@@ -1,29 +1,46 @@
 """Price table: what one unit of each model costs, in exact nano-dollars.
 
-Prices are written the way providers publish them (USD per 1M tokens) and held as Decimal nano-dollars per
-token, so $0.075/M is exactly 75 nano per token; a request's cost is summed in Decimal and rounded once,
-half up, to whole nano-dollars.
+Prices are written the way providers publish them (USD per 1M tokens, per image, per 1M characters of
+speech, per minute of audio) and held as Decimal nano-dollars per unit, so $0.075/M tokens is exactly 75
+nano per token; a request's cost is summed in Decimal and rounded once, half up, to whole nano-dollars.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from llmrelay.metering.money import MoneyError, to_decimal
+from llmrelay.metering.money import NANO_PER_USD, MoneyError, to_decimal
 
-_NANO_PER_TOKEN_PER_USD_PER_MILLION = Decimal(1000)  # 1e9 nano/USD ÷ 1e6 tokens
+_NANO_PER_UNIT_PER_USD_PER_MILLION = Decimal(1000)  # 1e9 nano/USD ÷ 1e6 units
+_PRICE_FIELDS = frozenset(
+    {
+        "input",
+        "output",
+        "cached_input",
+        "max_output_tokens",
+        "per_request",
+        "per_image",
+        "per_million_characters",
+        "per_minute",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one request, in OpenAI's convention: prompt_tokens includes cached_tokens."""
+    """What one request consumed. Tokens follow OpenAI's convention (prompt_tokens includes cached_tokens);
+    images are counted per size/quality variant, speech by input characters, audio by whole seconds."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    images: int = 0
+    image_variant: str = ""
+    characters: int = 0
+    audio_seconds: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -32,54 +49,87 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Nano-dollars per token for input, cached input and output; max_output_tokens bounds reservations."""
+    """Nano-dollars per unit; max_output_tokens bounds reservations of replies without max_tokens."""
 
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    cached_input: Decimal = Decimal(0)
     max_output_tokens: int = 4096
     per_request: Decimal = Decimal(0)
+    per_image: Mapping[str, Decimal] = field(default_factory=dict)  # "1024x1024" or "1024x1024/hd"
+    per_character: Decimal = Decimal(0)
+    per_second: Decimal = Decimal(0)
+
+    def image_price(self, variant: str) -> Decimal | None:
+        """Price of one image of a size ("1024x1024") and quality ("/hd"); None when not priced."""
+        price = self.per_image.get(variant)
+        if price is None and "/" in variant:
+            size, quality = variant.split("/", 1)
+            price = self.per_image.get(size) if quality == "standard" else None
+        return price
 
     def cost_exact(self, usage: Usage) -> Decimal:
         """Cost in nano-dollars before rounding; cached prompt tokens are billed at the cached rate only."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
-        return (
+        total = (
             (usage.prompt_tokens - cached) * self.input
             + cached * self.cached_input
             + usage.completion_tokens * self.output
+            + usage.characters * self.per_character
+            + usage.audio_seconds * self.per_second
             + self.per_request
         )
+        if usage.images:
+            image = self.image_price(usage.image_variant)
+            if image is None:
+                raise MoneyError(f"no price for images of {usage.image_variant}")
+            total += usage.images * image
+        return total
 
     def cost_nano(self, usage: Usage) -> int:
         """The billed cost: the exact cost rounded once, half up, to whole nano-dollars."""
         return int(self.cost_exact(usage).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def price_from_usd_per_million(spec: Mapping[str, object]) -> Price:
-    """Build a Price from operator-facing numbers: USD per 1M tokens (and USD per request)."""
-    unknown = set(spec) - {"input", "output", "cached_input", "max_output_tokens", "per_request"}
+def _usd(spec: Mapping[str, object], key: str, scale: Decimal | int) -> Decimal:
+    value = to_decimal(spec.get(key, 0)) * scale
+    if value < 0:
+        raise MoneyError("prices cannot be negative")
+    return value
+
+
+def price_from_spec(spec: Mapping[str, object]) -> Price:
+    """Build a Price from operator-facing numbers (see README: prices)."""
+    unknown = set(spec) - _PRICE_FIELDS
     if unknown:
         raise MoneyError(f"unknown price field(s): {', '.join(sorted(unknown))}")
-    if "input" not in spec or "output" not in spec:
-        raise MoneyError("a price needs at least 'input' and 'output' (USD per 1M tokens)")
-    rate = _NANO_PER_TOKEN_PER_USD_PER_MILLION
-    input_rate = to_decimal(spec["input"]) * rate
-    values = {
-        "input": input_rate,
-        "output": to_decimal(spec["output"]) * rate,
-        "cached_input": to_decimal(spec["cached_input"]) * rate if "cached_input" in spec else input_rate,
-        "per_request": to_decimal(spec.get("per_request", 0)) * 1_000_000_000,
-    }
-    if any(v < 0 for v in values.values()):
-        raise MoneyError("prices cannot be negative")
+    if not set(spec) - {"max_output_tokens", "cached_input"}:
+        raise MoneyError(
+            "a price needs at least one of input/output (USD per 1M tokens), per_image, per_million_characters, "
+            "per_minute or per_request"
+        )
+    per_million = _NANO_PER_UNIT_PER_USD_PER_MILLION
+    input_rate = _usd(spec, "input", per_million)
+    images = spec.get("per_image") or {}
+    if not isinstance(images, Mapping):
+        raise MoneyError("per_image maps an image size (and /quality) to USD, e.g. {'1024x1024/hd': 0.08}")
     max_output = spec.get("max_output_tokens", 4096)
     if not isinstance(max_output, int) or isinstance(max_output, bool) or max_output <= 0:
         raise MoneyError("max_output_tokens must be a positive integer")
-    return Price(max_output_tokens=max_output, **values)
+    return Price(
+        input=input_rate,
+        output=_usd(spec, "output", per_million),
+        cached_input=_usd(spec, "cached_input", per_million) if "cached_input" in spec else input_rate,
+        max_output_tokens=max_output,
+        per_request=_usd(spec, "per_request", NANO_PER_USD),
+        per_image={str(variant): _usd(images, variant, NANO_PER_USD) for variant in images},
+        per_character=_usd(spec, "per_million_characters", per_million),
+        per_second=_usd(spec, "per_minute", NANO_PER_USD) / 60,
+    )
 
 
-# Public list prices, USD per 1M tokens, as the providers publish them (standard tier, short context).
-BUILTIN_PRICES_USD_PER_MILLION: dict[str, dict[str, object]] = {
+# Public list prices as the providers publish them (standard tier, short context); see price_from_spec.
+BUILTIN_PRICES: dict[str, dict[str, object]] = {
     "gpt-3.5-turbo": {"input": "0.50", "output": "1.50", "max_output_tokens": 4096},
     "gpt-3.5-turbo-0125": {"input": "0.50", "output": "1.50", "max_output_tokens": 4096},
     "gpt-4": {"input": "30", "output": "60", "max_output_tokens": 8192},
@@ -125,10 +175,8 @@ BUILTIN_PRICES_USD_PER_MILLION: dict[str, dict[str, object]] = {
     },
 }
 
-# The OpenAI chat models an automatic `openai` channel (OPENAI_API_KEY only) serves.
-OPENAI_CHAT_MODELS: tuple[str, ...] = tuple(
-    name for name in BUILTIN_PRICES_USD_PER_MILLION if name.startswith(("gpt-", "o1-"))
-)
+# The OpenAI models an automatic `openai` channel (OPENAI_API_KEY only) serves.
+OPENAI_MODELS: tuple[str, ...] = tuple(name for name in BUILTIN_PRICES if not name.startswith(("claude-", "gemini-")))
 
 
 class PriceTable:
@@ -165,12 +213,12 @@ def build_price_table(
     default: Mapping[str, object] | None = None,
 ) -> PriceTable:
     """Built-in list prices with the operator's overrides on top."""
-    specs = dict(BUILTIN_PRICES_USD_PER_MILLION)
+    specs = dict(BUILTIN_PRICES)
     specs.update(overrides or {})
     prices = {}
     for name, spec in specs.items():
         try:
-            prices[name] = price_from_usd_per_million(spec)
+            prices[name] = price_from_spec(spec)
         except MoneyError as exc:
             raise MoneyError(f"price for {name!r}: {exc}") from exc
-    return PriceTable(prices, price_from_usd_per_million(default) if default else None)
+    return PriceTable(prices, price_from_spec(default) if default else None)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from llmrelay.config import ChannelConfig
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.request import ChatRequest
+from llmrelay.surfaces.multipart import MultipartForm
 
 
 class Capability(StrEnum):
+    """What a provider can serve; a job routed to a provider without its capability gets a clear error."""
+
     CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    IMAGES = "images"
+    SPEECH = "speech"
+    TRANSCRIPTION = "transcription"
+    MODERATION = "moderation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +46,8 @@ class StreamTap(Protocol):
     def completion_texts(self) -> list[str]: ...
 
 
-class ChatProvider(Protocol):
-    """A chat adaptor: pure translation functions, no I/O (the relay does the calling)."""
+class Provider(Protocol):
+    """An outbound adaptor: pure translation functions, no I/O (the relay does the calling)."""
 
     wire_format: str
     capabilities: frozenset[Capability]
@@ -47,11 +56,26 @@ class ChatProvider(Protocol):
         self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
     ) -> UpstreamRequest: ...
 
-    def parse_chat_response(self, body: bytes) -> tuple[bytes, Usage | None, list[str]]: ...
+    def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]: ...
 
-    def stream_tap(self, request: ChatRequest, strip_null_usage: bool) -> StreamTap: ...
+    def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> StreamTap: ...
 
     def error_message(self, body: bytes) -> str: ...
+
+    # Passthrough for OpenAI-format endpoints (only on providers whose wire format is OpenAI's).
+    def json_request(
+        self,
+        channel: ChannelConfig,
+        path: str,
+        raw: bytes,
+        body: dict[str, Any],
+        new_model: str | None,
+        changes: dict[str, Any] | None = None,
+    ) -> UpstreamRequest: ...
+
+    def multipart_request(
+        self, channel: ChannelConfig, path: str, form: MultipartForm, changes: dict[str, str]
+    ) -> UpstreamRequest: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +83,6 @@ class Channel:
     """A configured upstream: its settings, its adaptor and its pooled HTTP session."""
 
     config: ChannelConfig
-    provider: ChatProvider
+    provider: Provider
     session: aiohttp.ClientSession
     timeout: aiohttp.ClientTimeout

@@ -15,7 +15,9 @@ import orjson
 from llmrelay.config import ChannelConfig
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import Capability, UpstreamRequest
+from llmrelay.relay.errors import bad_request
 from llmrelay.relay.request import ChatRequest
+from llmrelay.surfaces.multipart import MultipartForm
 
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 _NULL_USAGE = b',"usage":null'
@@ -70,12 +72,14 @@ def splice_openai_body(raw: bytes, body: dict[str, Any], new_model: str | None, 
     return out
 
 
-def _extract_message_texts(choice: dict[str, Any], part: str) -> list[str]:
-    """Generated text of one choice (`message` or stream `delta`): content, refusal, tool calls."""
-    message = choice.get(part)
+def choice_texts(choice: dict[str, Any]) -> list[str]:
+    """Generated text of one choice: chat `message` or stream `delta` (content, refusal, reasoning, tool
+    calls), or a legacy completion's `text`."""
+    texts = [choice["text"]] if isinstance(choice.get("text"), str) else []
+    message = choice.get("message") or choice.get("delta")
     if not isinstance(message, dict):
-        return []
-    texts = [message[k] for k in ("content", "refusal", "reasoning_content") if isinstance(message.get(k), str)]
+        return texts
+    texts += [message[k] for k in ("content", "refusal", "reasoning_content") if isinstance(message.get(k), str)]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -99,11 +103,13 @@ class OpenAIStreamTap:
     - holds back `[DONE]` so the relay can synthesise a usage chunk first when the upstream sent none.
     """
 
-    def __init__(self, client_wants_usage: bool, strip_null_usage: bool) -> None:
+    def __init__(self, client_wants_usage: bool, chunk_object: str = "chat.completion.chunk") -> None:
         self.usage: Usage | None = None
         self.done = False
         self._client_wants_usage = client_wants_usage
-        self._strip_null_usage = strip_null_usage
+        # We asked the upstream for usage the client did not want: hide it again.
+        self._strip_null_usage = not client_wants_usage
+        self._chunk_object = chunk_object
         self._events: list[bytes] = []
 
     def feed(self, event: bytes) -> bytes | None:
@@ -145,7 +151,7 @@ class OpenAIStreamTap:
             if isinstance(chunk, dict):
                 for choice in chunk.get("choices") or ():
                     if isinstance(choice, dict):
-                        texts.extend(_extract_message_texts(choice, "delta"))
+                        texts.extend(choice_texts(choice))
         return texts
 
     def finish(self, usage: Usage) -> bytes:
@@ -155,7 +161,7 @@ class OpenAIStreamTap:
             first = self._first_chunk()
             chunk = {
                 "id": first.get("id", ""),
-                "object": "chat.completion.chunk",
+                "object": self._chunk_object,
                 "created": first.get("created", 0),
                 "model": first.get("model", ""),
                 "choices": [],
@@ -180,41 +186,71 @@ class OpenAIStreamTap:
 
 class OpenAICompatibleProvider:
     wire_format = "openai"
-    capabilities = frozenset({Capability.CHAT})
+    capabilities = frozenset(Capability)
+
+    def _upstream(self, channel: ChannelConfig, path: str, body: bytes, content_type: str) -> UpstreamRequest:
+        headers = {"Content-Type": content_type, **channel.headers}
+        if channel.api_key:
+            headers["Authorization"] = f"Bearer {channel.api_key}"
+        return UpstreamRequest(f"{channel.base_url}{path}", headers, body)
 
     def chat_request(
         self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
     ) -> UpstreamRequest:
-        changes: dict[str, Any] = {}
+        changes, removals = reasoning_model_changes(request.body, upstream_model)
         if request.stream and not request.include_usage:
             changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
         if max_output_cap is not None:
             changes[output_cap_field(upstream_model)] = max_output_cap
         new_model = upstream_model if upstream_model != request.model else None
         body = request.raw
-        if new_model is not None or changes:
+        if removals:  # dropping keys cannot be spliced; these bodies (o1-family quirks) are re-encoded
+            kept = {k: v for k, v in request.body.items() if k not in removals}
+            body = orjson.dumps({**kept, "model": upstream_model, **changes})
+        elif new_model is not None or changes:
             body = splice_openai_body(body, request.body, new_model, changes)
-        headers = {"Content-Type": "application/json", **channel.headers}
-        if channel.api_key:
-            headers["Authorization"] = f"Bearer {channel.api_key}"
-        return UpstreamRequest(f"{channel.base_url}/chat/completions", headers, body)
+        return self._upstream(channel, "/chat/completions", body, "application/json")
 
-    def parse_chat_response(self, body: bytes) -> tuple[bytes, Usage | None, list[str]]:
-        """The bytes for the client (unchanged), the reported usage, and the generated texts."""
+    def json_request(
+        self,
+        channel: ChannelConfig,
+        path: str,
+        raw: bytes,
+        body: dict[str, Any],
+        new_model: str | None,
+        changes: dict[str, Any] | None = None,
+    ) -> UpstreamRequest:
+        """Any OpenAI JSON endpoint, forwarded as sent apart from the model name and `changes`."""
+        if new_model is not None or changes:
+            if "model" not in body:  # the client relied on the endpoint's default model
+                changes = {**(changes or {}), "model": new_model}
+                new_model = None
+            raw = splice_openai_body(raw, body, new_model, changes or {})
+        return self._upstream(channel, path, raw, "application/json")
+
+    def multipart_request(
+        self, channel: ChannelConfig, path: str, form: MultipartForm, changes: dict[str, str]
+    ) -> UpstreamRequest:
+        """A form upload, forwarded as sent unless fields (a mapped model name) must change."""
+        body = form.with_fields(changes) if changes else form.raw
+        return self._upstream(channel, path, body, form.content_type)
+
+    def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]:
+        """The reported usage of a chat or completion reply, and (when there is none) its generated texts."""
         response = orjson.loads(body)
         if not isinstance(response, dict):
             raise ValueError("the upstream reply is not a JSON object")
         usage = response.get("usage")
         if isinstance(usage, dict):
-            return body, usage_from_openai(usage), []
+            return usage_from_openai(usage), []
         texts: list[str] = []
         for choice in response.get("choices") or ():
             if isinstance(choice, dict):
-                texts.extend(_extract_message_texts(choice, "message"))
-        return body, None, texts
+                texts.extend(choice_texts(choice))
+        return None, texts
 
-    def stream_tap(self, request: ChatRequest, strip_null_usage: bool) -> OpenAIStreamTap:
-        return OpenAIStreamTap(request.include_usage, strip_null_usage)
+    def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> OpenAIStreamTap:
+        return OpenAIStreamTap(client_wants_usage, chunk_object)
 
     def error_message(self, body: bytes) -> str:
         try:
@@ -230,3 +266,49 @@ class OpenAICompatibleProvider:
             if isinstance(parsed.get("message"), str):
                 return parsed["message"]
         return body[:500].decode("utf-8", "replace")
+
+
+# The first o1 models (beta) accept neither system messages nor sampling parameters other than defaults.
+_O1_BETA_PREFIXES = ("o1-preview", "o1-mini")
+_FIXED_SAMPLING = {"temperature": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "n": 1}
+_UNSUPPORTED_ON_O1_BETA = ("logprobs", "top_logprobs", "logit_bias")
+
+
+def reasoning_model_changes(body: dict[str, Any], upstream_model: str) -> tuple[dict[str, Any], set[str]]:
+    """What a chat body needs for a reasoning model, as (keys to set, keys to drop), following OpenAI's docs:
+
+    - o1 family and gpt-5 take `max_completion_tokens`, so a client's `max_tokens` is renamed;
+    - o1-preview / o1-mini have no system role: system (and developer) messages are sent as user messages;
+    - they only support the default sampling values: defaults are dropped, anything else is a clear 400.
+    """
+    changes: dict[str, Any] = {}
+    removals: set[str] = set()
+    if output_cap_field(upstream_model) == "max_completion_tokens" and body.get("max_tokens") is not None:
+        removals.add("max_tokens")
+        if body.get("max_completion_tokens") is None:
+            changes["max_completion_tokens"] = body["max_tokens"]
+    if not upstream_model.startswith(_O1_BETA_PREFIXES):
+        return changes, removals
+    messages = body.get("messages") or []
+    if any(m.get("role") in ("system", "developer") for m in messages):
+        changes["messages"] = [
+            {**m, "role": "user"} if m.get("role") in ("system", "developer") else m for m in messages
+        ]
+    for field, default in _FIXED_SAMPLING.items():
+        if field in body:
+            if body[field] is not None and body[field] != default:
+                raise bad_request(
+                    f"Unsupported value: '{field}' does not support {body[field]!r} with model {upstream_model}. "
+                    f"Only the default ({default}) value is supported.",
+                    field,
+                    "unsupported_value",
+                )
+            removals.add(field)
+    for field in _UNSUPPORTED_ON_O1_BETA:
+        if body.get(field):
+            raise bad_request(
+                f"'{field}' is not supported with model {upstream_model}.", field, "unsupported_parameter"
+            )
+        if field in body:
+            removals.add(field)
+    return changes, removals

@@ -1,4 +1,4 @@
-"""The chat relay: authorize the model → route → price → reserve → call → relay → meter → settle → record.
+"""The relay: authorize the model → route → price → reserve → call → relay → meter → settle → record.
 
 Nothing here waits on the database: keys, routes and prices are in memory, and the usage record is queued.
 Every reservation ends in exactly one settlement and one usage record (cost 0 when nothing was produced),
@@ -17,25 +17,19 @@ import orjson
 
 from llmrelay.metering.money import nano_to_usd
 from llmrelay.metering.pricing import Price, PriceTable, Usage
-from llmrelay.metering.quota import QuotaLedger, plan_reservation
+from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
-from llmrelay.metering.tokens import (
-    count_chat_prompt,
-    count_completion,
-    counts_exactly,
-    ensure_tokenizers,
-    prompt_token_bound,
-)
-from llmrelay.providers.base import Channel, StreamTap, UpstreamRequest
+from llmrelay.providers.base import Capability, Channel, StreamTap, UpstreamRequest
 from llmrelay.relay.errors import (
     RelayError,
+    bad_request,
     insufficient_quota,
     model_not_found,
     scrub_secrets,
     upstream_timeout,
     upstream_unreachable,
 )
-from llmrelay.relay.request import ChatRequest
+from llmrelay.relay.jobs import Job, Reply, TokenJob
 from llmrelay.relay.routing import Route, Router
 from llmrelay.relay.streaming import SseSplitter
 from llmrelay.store.cache import KeyState
@@ -81,57 +75,48 @@ def upstream_http_error(status: int, message: str, channel: Channel) -> RelayErr
     return RelayError(status, message, kind, f"upstream_{status}")
 
 
-class ChatRelay:
+class Relay:
+    """Runs any Job: route → price → reserve → call → relay → meter → settle → record."""
+
     def __init__(self, router: Router, prices: PriceTable, ledger: QuotaLedger, recorder: UsageRecorder) -> None:
         self.router = router
         self.prices = prices
         self.ledger = ledger
         self.recorder = recorder
 
-    def route_and_price(self, key: KeyState, model: str) -> tuple[Route, Price]:
-        """The route and price for a model this key may use, or the 404 the client should see."""
+    def route_and_price(self, key: KeyState, model: str, capability: Capability | None = None) -> tuple[Route, Price]:
+        """The route and price for a model this key may use, or the 404/400 the client should see."""
         if not key.may_use(model):
             raise model_not_found(model, "is not enabled for this API key")
         route = self.router.resolve(model)
         if route is None:
             raise model_not_found(model)
+        if capability is not None and capability not in route.channel.provider.capabilities:
+            raise bad_request(f"The model `{model}` does not support {capability.value}.", "model", "unsupported_model")
         price = self.prices.lookup(model) or self.prices.lookup(route.upstream_model)
         if price is None:
             raise model_not_found(model, "has no price set on this gateway, so it cannot be billed")
         return route, price
 
-    async def reserve(self, key: KeyState, chat: ChatRequest, route: Route, price: Price) -> tuple[int, int | None]:
-        """Hold quota for the worst case of this request; returns (amount held, output cap to impose)."""
-        messages, tools = chat.body["messages"], chat.body.get("tools")
-        available = self.ledger.available_nano(key)
-        reserved, cap = plan_reservation(
-            price, prompt_token_bound(messages, tools), chat.max_output_tokens, chat.choices, available
-        )
-        if available is not None and reserved > available and counts_exactly(route.upstream_model):
-            # The byte bound can be ~4x the true count. Where our vocabulary is the model's own, an exact count
-            # lets a small balance through without giving up the guarantee.
-            await ensure_tokenizers()
-            prompt = count_chat_prompt(messages, route.upstream_model, tools)
-            reserved, cap = plan_reservation(price, prompt, chat.max_output_tokens, chat.choices, available)
+    async def run(self, http: HttpRequest, key: KeyState, job: Job) -> None:
+        route, price = self.route_and_price(key, job.model, job.capability)
+        reserved, cap = await job.plan(price, self.ledger.available_nano(key), route)
         if not await self.ledger.reserve(key, reserved):
             raise insufficient_quota(
                 "You exceeded your current quota: this request needs up to "
-                f"${nano_to_usd(reserved)} and the key's remaining balance cannot cover it. Top up the key or "
-                "lower max_tokens."
+                f"${nano_to_usd(reserved)} and the key's remaining balance cannot cover it. Top up the key"
+                + (" or lower max_tokens." if isinstance(job, TokenJob) else ".")
             )
-        return reserved, cap
-
-    async def chat(self, http: HttpRequest, key: KeyState, chat: ChatRequest) -> None:
-        route, price = self.route_and_price(key, chat.model)
-        reserved, cap = await self.reserve(key, chat, route, price)
         outcome = Outcome()
         channel = route.channel
         try:
-            upstream = channel.provider.chat_request(channel.config, chat, route.upstream_model, cap)
-            if chat.stream:
-                await self._relay_stream(http, chat, route, upstream, outcome)
+            upstream = job.upstream_request(route, cap)
+            if job.reply is Reply.EVENTS and job.stream:
+                await self._relay_events(http, job, route, upstream, outcome)
+            elif job.reply is Reply.BYTES:
+                await self._relay_bytes(http, job, route, upstream, outcome)
             else:
-                await self._relay_unary(http, chat, route, upstream, outcome)
+                await self._relay_body(http, job, route, upstream, outcome)
         except RelayError as error:
             outcome.status, outcome.http_status = error.code or "error", error.status
             raise
@@ -142,16 +127,16 @@ class ChatRelay:
             outcome.status, outcome.http_status = "internal_error", 500
             raise
         finally:
-            cost = price.cost_nano(outcome.usage) if outcome.usage is not None else 0
-            await self.ledger.settle(key, reserved, cost)
             usage = outcome.usage or Usage()
+            cost = price.cost_nano(usage) if outcome.usage is not None else 0
+            await self.ledger.settle(key, reserved, cost)
             self.recorder.record(
                 UsageRecord(
                     request_id=http.request_id,
                     created_ms=int(time.time() * 1000),
                     key_id=key.id,
-                    endpoint="chat.completions",
-                    model=chat.model,
+                    endpoint=job.endpoint,
+                    model=job.model,
                     upstream_model=route.upstream_model,
                     channel=channel.config.name,
                     prompt_tokens=usage.prompt_tokens,
@@ -161,17 +146,28 @@ class ChatRelay:
                     status=outcome.status,
                     http_status=outcome.http_status,
                     latency_ms=int((time.perf_counter() - http.started) * 1000),
-                    stream=chat.stream,
+                    stream=job.stream,
                     usage_source=outcome.usage_source,
+                    images=usage.images,
+                    characters=usage.characters,
+                    audio_seconds=usage.audio_seconds,
                 )
             )
 
     async def _open(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
+        """Send the upstream request; an error status is read and raised as the client's error."""
         began = time.perf_counter()
         try:
-            return await channel.session.post(
+            response = await channel.session.post(
                 upstream.url, data=upstream.body, headers=upstream.headers, timeout=channel.timeout
             )
+            if response.status >= 400:
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+                raise upstream_http_error(response.status, channel.provider.error_message(body), channel)
+            return response
         except TimeoutError:
             raise upstream_timeout() from None
         except aiohttp.ClientError as exc:
@@ -179,29 +175,12 @@ class ChatRelay:
         finally:
             http.upstream_seconds += time.perf_counter() - began
 
-    async def _read_error(self, response: aiohttp.ClientResponse, channel: Channel) -> RelayError:
-        try:
-            body = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            body = b""
-        return upstream_http_error(response.status, channel.provider.error_message(body), channel)
-
-    async def _counted_usage(self, chat: ChatRequest, route: Route, completion_texts: list[str]) -> Usage:
-        """Usage counted offline, for an upstream that reported none (or a stream that ended early)."""
-        await ensure_tokenizers()
-        model = route.upstream_model
-        prompt = count_chat_prompt(chat.body["messages"], model, chat.body.get("tools"))
-        return Usage(prompt, count_completion(completion_texts, model))
-
-    async def _relay_unary(
-        self, http: HttpRequest, chat: ChatRequest, route: Route, upstream: UpstreamRequest, outcome: Outcome
+    async def _relay_body(
+        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
     ) -> None:
-        channel = route.channel
-        response = await self._open(http, channel, upstream)
+        response = await self._open(http, route.channel, upstream)
         began = time.perf_counter()
         try:
-            if response.status >= 400:
-                raise await self._read_error(response, channel)
             body = await response.read()
         except TimeoutError:
             raise upstream_timeout() from None
@@ -211,42 +190,58 @@ class ChatRelay:
             response.release()
             http.upstream_seconds += time.perf_counter() - began
         try:
-            out, usage, texts = channel.provider.parse_chat_response(body)
+            outcome.usage, outcome.usage_source = await job.meter(body, route)
+            body, content_type = job.transform_reply(body, response.headers.get("content-type", "application/json"))
         except ValueError:
             raise RelayError(
-                502, "The upstream returned a reply that is not valid JSON.", "upstream_error", "bad_upstream_response"
+                502,
+                "The upstream returned a reply this gateway cannot read.",
+                "upstream_error",
+                "bad_upstream_response",
             ) from None
-        if usage is None:
-            usage = await self._counted_usage(chat, route, texts)
-            outcome.usage_source = "tokenizer"
-        outcome.usage = usage
-        await http.respond(200, out)
+        await http.respond(200, body, content_type.encode())
 
-    async def _relay_stream(
-        self, http: HttpRequest, chat: ChatRequest, route: Route, upstream: UpstreamRequest, outcome: Outcome
+    async def _relay_bytes(
+        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
     ) -> None:
-        channel = route.channel
-        response = await self._open(http, channel, upstream)
+        """Relay a binary body (audio) chunk by chunk as it arrives; the job is billed on what it asked for."""
+        response = await self._open(http, route.channel, upstream)
+        content_type = response.headers.get("content-type", "application/octet-stream").encode()
+        await http.start_response(200, [(b"content-type", content_type)])
+        outcome.usage, outcome.usage_source = await job.meter(b"", route)
+        watcher = DisconnectWatch(http, response)
         try:
-            if response.status >= 400:
-                raise await self._read_error(response, channel)
+            async for data in response.content.iter_any():
+                await http.send({"type": "http.response.body", "body": data, "more_body": True})
+        except (TimeoutError, aiohttp.ClientError):
+            outcome.status, outcome.http_status = ("client_closed", 499) if watcher.gone else ("upstream_broken", 502)
+        finally:
+            watcher.stop()
+            if outcome.status == "ok":
+                response.release()
+            else:
+                response.close()
+        if not watcher.gone:
+            await http.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay_events(
+        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
+    ) -> None:
+        response = await self._open(http, route.channel, upstream)
+        try:
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 raise RelayError(
                     502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
                 )
             await http.start_response(200, SSE_HEADERS)
-            tap = channel.provider.stream_tap(chat, strip_null_usage=not chat.include_usage)
+            tap = job.stream_tap(route)
             client_gone = await self._pump(http, response, tap, outcome)
         finally:
             if outcome.status == "ok":
                 response.release()  # back to the keep-alive pool
             else:
                 response.close()  # a broken or abandoned stream must not be reused
-        if tap.usage is not None:
-            outcome.usage = tap.usage
-        else:
-            outcome.usage = await self._counted_usage(chat, route, tap.completion_texts())
-            outcome.usage_source = "tokenizer"
+        outcome.usage, outcome.usage_source = await job.meter_stream(tap, route)
         if client_gone:
             return
         if outcome.status == "ok" and tap.done:
@@ -261,20 +256,7 @@ class ChatRelay:
         self, http: HttpRequest, response: aiohttp.ClientResponse, tap: StreamTap, outcome: Outcome
     ) -> bool:
         """Relay events as they arrive; returns True when the client went away (the upstream is closed)."""
-        gone = False
-
-        def on_receive(waiter: asyncio.Future[dict[str, object]]) -> None:
-            nonlocal gone
-            if (
-                not waiter.cancelled()
-                and waiter.exception() is None
-                and waiter.result().get("type") == "http.disconnect"
-            ):
-                gone = True
-                response.close()  # cancels the upstream request; the read loop below ends
-
-        watcher = asyncio.ensure_future(http.receive())
-        watcher.add_done_callback(on_receive)
+        watcher = DisconnectWatch(http, response)
         splitter = SseSplitter()
         send = http.send
         try:
@@ -282,23 +264,46 @@ class ChatRelay:
                 out = b"".join([piece for event in splitter.feed(data) if (piece := tap.feed(event))])
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-                if gone:
+                if watcher.gone:
                     break
             last = splitter.remainder()
-            if last.endswith(b"\n") and not gone:  # a final event without its blank line, e.g. "data: [DONE]\n"
+            if last.endswith(b"\n") and not watcher.gone:  # a final event without its blank line
                 piece = tap.feed(last + b"\n")
                 if piece:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
         except TimeoutError:
             outcome.status, outcome.http_status = "upstream_timeout", 504
         except aiohttp.ClientError:
-            if not gone:
+            if not watcher.gone:
                 outcome.status, outcome.http_status = "upstream_disconnected", 502
         finally:
-            watcher.cancel()
-        if gone:
+            watcher.stop()
+        if watcher.gone:
             outcome.status, outcome.http_status = "client_closed", 499
-        return gone
+        return watcher.gone
+
+
+class DisconnectWatch:
+    """Waits for the client to go away while a response streams, and then closes the upstream response,
+    which cancels the upstream request and ends the relay loop reading from it."""
+
+    __slots__ = ("_waiter", "gone")
+
+    def __init__(self, http: HttpRequest, response: aiohttp.ClientResponse) -> None:
+        self.gone = False
+
+        def on_receive(waiter: asyncio.Future[dict[str, object]]) -> None:
+            if waiter.cancelled() or waiter.exception() is not None:
+                return
+            if waiter.result().get("type") == "http.disconnect":
+                self.gone = True
+                response.close()
+
+        self._waiter = asyncio.ensure_future(http.receive())
+        self._waiter.add_done_callback(on_receive)
+
+    def stop(self) -> None:
+        self._waiter.cancel()
 
 
 def stream_error_event(status: str) -> bytes:

@@ -33,6 +33,9 @@ class UsageRecord:
     latency_ms: int
     stream: bool
     usage_source: str
+    images: int = 0
+    characters: int = 0
+    audio_seconds: int = 0
 
 
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
@@ -82,16 +85,31 @@ def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
             )
 
 
-@dataclass(frozen=True, slots=True)
+SUMMED_FIELDS = (
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "images",
+    "characters",
+    "audio_seconds",
+    "cost_nano",
+)
+
+
+@dataclass(slots=True)
 class UsageSummaryRow:
+    """Totals of one key and model; `sums` follows SUMMED_FIELDS."""
+
     key_id: int
     key_name: str
     model: str
     requests: int
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    cost_nano: int
+    sums: list[int]
+
+    def add(self, record: UsageRecord) -> None:
+        self.requests += 1
+        for index, name in enumerate(SUMMED_FIELDS):
+            self.sums[index] += getattr(record, name)
 
 
 def summarize(engine: Engine, since_ms: int, until_ms: int, key_id: int | None = None) -> list[UsageSummaryRow]:
@@ -103,10 +121,7 @@ def summarize(engine: Engine, since_ms: int, until_ms: int, key_id: int | None =
             func.coalesce(api_keys.c.name, "?"),
             r.c.model,
             func.count(),
-            func.sum(r.c.prompt_tokens),
-            func.sum(r.c.cached_tokens),
-            func.sum(r.c.completion_tokens),
-            func.sum(r.c.cost_nano),
+            *(func.sum(r.c[name]) for name in SUMMED_FIELDS),
         )
         .select_from(r.outerjoin(api_keys, api_keys.c.id == r.c.key_id))
         .where(r.c.created_ms >= since_ms, r.c.created_ms < until_ms)
@@ -117,8 +132,8 @@ def summarize(engine: Engine, since_ms: int, until_ms: int, key_id: int | None =
         query = query.where(r.c.key_id == key_id)
     with engine.connect() as conn:
         return [
-            UsageSummaryRow(key_id, name, model, *(int(v or 0) for v in counts))
-            for key_id, name, model, *counts in conn.execute(query)
+            UsageSummaryRow(key_id, name, model, int(requests), [int(v or 0) for v in sums])
+            for key_id, name, model, requests, *sums in conn.execute(query)
         ]
 
 

@@ -1,0 +1,295 @@
+"""A very fast fake OpenAI upstream for benchmarking gateways, on loopback only.
+
+Why raw asyncio Protocols and a hand-written HTTP/1.1 parser: the upstream must be much faster than any gateway
+put in front of it, so that the benchmark measures the gateway and not the fake. Responses are canned bytes built
+once at import time; per request the server only frames the request (keep-alive and pipelining, Content-Length or
+chunked bodies) and looks at the body to choose the response.
+
+Endpoints:
+  POST /v1/chat/completions   chat.completion JSON with usage; with "stream": true an SSE stream (chunked
+                              transfer-encoding) of 20 content chunks, a finish chunk, a usage chunk when
+                              stream_options.include_usage is true, then `data: [DONE]`.
+  POST /v1/embeddings         an embeddings list with usage, one vector per input (float or base64).
+  anything else               404 with an OpenAI-style error body.
+
+Run: python bench/fake_upstream.py --port 18000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import struct
+from collections.abc import Callable
+from typing import cast
+
+MODEL = "gpt-4o"
+CHUNK_COUNT = 20
+PROMPT_TOKENS = 9
+EMBEDDING_DIMENSIONS = 16
+MAX_HEADER_BYTES = 64 * 1024
+COMPLETION_ID = "chatcmpl-bench0000000000000000000000"
+CREATED = 1_700_000_000
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _fixed_length_response(status: str, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def _chunked_sse_response(events: list[bytes]) -> bytes:
+    """One HTTP chunk per SSE event, as real upstreams send them, all written at once (the fake never waits)."""
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    head += b"transfer-encoding: chunked\r\n\r\n"
+    frames = [b"%x\r\n%s\r\n" % (len(event), event) for event in events]
+    return head + b"".join(frames) + b"0\r\n\r\n"
+
+
+def _chat_completion() -> bytes:
+    body = {
+        "id": COMPLETION_ID,
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "word " * CHUNK_COUNT, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(PROMPT_TOKENS, CHUNK_COUNT),
+    }
+    return _fixed_length_response("200 OK", _json(body))
+
+
+def _chat_chunk(choices: list[dict[str, object]], usage: dict[str, int] | None = None) -> bytes:
+    chunk: dict[str, object] = {
+        "id": COMPLETION_ID,
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+        "choices": choices,
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return b"data: " + _json(chunk) + b"\n\n"
+
+
+def _chat_stream(include_usage: bool) -> bytes:
+    events = []
+    for index in range(CHUNK_COUNT):
+        delta = {"role": "assistant", "content": "word "} if index == 0 else {"content": "word "}
+        events.append(_chat_chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]))
+    events.append(_chat_chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+    if include_usage:
+        events.append(_chat_chunk([], _usage(PROMPT_TOKENS, CHUNK_COUNT)))
+    events.append(b"data: [DONE]\n\n")
+    return _chunked_sse_response(events)
+
+
+def _embeddings(count: int, base64_encoded: bool) -> bytes:
+    vector = [round(0.01 * (i + 1), 2) for i in range(EMBEDDING_DIMENSIONS)]
+    encoded: object = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if base64_encoded else vector
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encoded} for i in range(count)],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": PROMPT_TOKENS * count, "total_tokens": PROMPT_TOKENS * count},
+    }
+    return _fixed_length_response("200 OK", _json(body))
+
+
+def _error(status: str, message: str) -> bytes:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    return _fixed_length_response(status, _json(body))
+
+
+CHAT = _chat_completion()
+CHAT_STREAM = _chat_stream(include_usage=False)
+CHAT_STREAM_WITH_USAGE = _chat_stream(include_usage=True)
+NOT_FOUND = _error("404 Not Found", "unknown path")
+BAD_REQUEST = _error("400 Bad Request", "malformed request or body")
+_EMBEDDINGS_CACHE: dict[tuple[int, bool], bytes] = {}
+
+
+def _parse_json_object(body: bytes) -> dict[str, object] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def chat_response(body: bytes) -> bytes:
+    """The JSON is only parsed when it mentions streaming, which keeps the common non-stream path cheap."""
+    if b'"stream"' not in body:
+        return CHAT
+    request = _parse_json_object(body)
+    if request is None:
+        return BAD_REQUEST
+    if request.get("stream") is not True:
+        return CHAT
+    options = request.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return CHAT_STREAM_WITH_USAGE if include_usage else CHAT_STREAM
+
+
+def _input_count(value: object) -> int:
+    """A string or a list of token ids is one input; a list of strings or of token lists is several."""
+    if isinstance(value, list) and value and isinstance(value[0], str | list):
+        return len(value)
+    return 1
+
+
+def embeddings_response(body: bytes) -> bytes:
+    request = _parse_json_object(body)
+    if request is None:
+        return BAD_REQUEST
+    key = (_input_count(request.get("input")), request.get("encoding_format") == "base64")
+    if key not in _EMBEDDINGS_CACHE:
+        _EMBEDDINGS_CACHE[key] = _embeddings(*key)
+    return _EMBEDDINGS_CACHE[key]
+
+
+ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
+    b"/v1/chat/completions": chat_response,
+    b"/chat/completions": chat_response,
+    b"/v1/embeddings": embeddings_response,
+    b"/embeddings": embeddings_response,
+}
+
+
+def respond(method: bytes, target: bytes, body: bytes) -> bytes:
+    handler = ROUTES.get(target.split(b"?", 1)[0])
+    if method != b"POST" or handler is None:
+        return NOT_FOUND
+    return handler(body)
+
+
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    """`head` is the lower-cased header block starting at its first CRLF; `name` ends with a colon."""
+    start = head.find(b"\r\n" + name)
+    if start < 0:
+        return None
+    start += 2 + len(name)
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
+
+
+def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+    """Decode a chunked request body from buffer[start:]; None until all of it (and its trailer) has arrived."""
+    parts = []
+    position = start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[position:line_end]).split(b";", 1)[0], 16)
+        position = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n\r\n", position - 2)
+            return (b"".join(parts), trailer_end + 4) if trailer_end >= 0 else None
+        if len(buffer) < position + size + 2:
+            return None
+        parts.append(bytes(buffer[position : position + size]))
+        position += size + 2
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One connection: frames each complete request in the buffer and writes its canned response in order."""
+
+    buffer: bytearray
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.buffer = bytearray()
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        replies = []
+        close = False
+        while not close:
+            try:
+                request = self._next_request()
+            except ValueError:  # a malformed request line, length or chunk size: answer once, then hang up
+                request = (BAD_REQUEST, True)
+            if request is None:
+                break
+            reply, close = request
+            replies.append(reply)
+        if replies:
+            self.transport.write(b"".join(replies))
+        if close or (len(self.buffer) > MAX_HEADER_BYTES and self.buffer.find(b"\r\n\r\n") < 0):
+            self.transport.close()
+
+    def _next_request(self) -> tuple[bytes, bool] | None:
+        """Consume one complete request from the buffer, returning (response, close-after); None if incomplete."""
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        line_end = self.buffer.find(b"\r\n")
+        method, target, version = bytes(self.buffer[:line_end]).split(b" ", 2)
+        head = bytes(self.buffer[line_end:head_end]).lower() + b"\r\n"
+        body_start = head_end + 4
+        if _header_value(head, b"transfer-encoding:") == b"chunked":
+            decoded = _chunked_body(self.buffer, body_start)
+            if decoded is None:
+                return None
+            body, body_end = decoded
+        else:
+            body_end = body_start + int(_header_value(head, b"content-length:") or 0)
+            if len(self.buffer) < body_end:
+                return None
+            body = bytes(self.buffer[body_start:body_end])
+        del self.buffer[:body_end]
+        connection = _header_value(head, b"connection:")
+        close = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
+        return respond(method, target, body), close
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(UpstreamProtocol, "127.0.0.1", port, backlog=4096, reuse_address=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fast fake OpenAI upstream on 127.0.0.1 for benchmarks.")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    _install_uvloop()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The loads the benchmark applies, and the two clients that apply them: wrk and a raw-socket TTFB client.
+
+wrk generates throughput loads from one core with almost no overhead of its own. It cannot see when the first
+chunk of a streamed response arrives, so time-to-first-chunk is measured by a small asyncio client that sends
+sequential streaming requests over one keep-alive connection and notes when the first `data:` event is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from procs import pinned
+
+LUA_SCRIPT = Path(__file__).with_name("post.lua")
+WRK_TIMEOUT = "10s"
+REQUEST_TIMEOUT_SECONDS = 30.0
+TTFB_MAX_REQUESTS = 2000
+STREAM_END = "[DONE]"  # a 2xx stream whose body lacks this was cut short
+CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
+CHAT_BODY = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+    "max_tokens": 64,
+}
+EMBEDDINGS_BODY = {"model": "text-embedding-3-small", "input": "The quick brown fox jumps over the lazy dog"}
+_WRK_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a target listens and the headers every request to it carries (auth, routing)."""
+
+    port: int
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    title: str
+    path: str
+    body: bytes
+    connections: int
+    unit: str
+    streaming: bool = False
+    first_chunk_only: bool = False  # measured by the TTFB client instead of wrk
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+STREAM_BODY = _json({**CHAT_BODY, "stream": True})
+LOADS = (
+    Load("chat-32c", "chat, non-streaming, 32 connections", CHAT_PATH, _json(CHAT_BODY), 32, "req/s"),
+    Load("chat-1c", "chat, non-streaming, 1 connection", CHAT_PATH, _json(CHAT_BODY), 1, "req/s"),
+    Load("stream-32c", "chat, streaming 20 chunks, 32 connections", CHAT_PATH, STREAM_BODY, 32, "streams/s", True),
+    Load("ttfb-1c", "time to first chunk, 1 connection", CHAT_PATH, STREAM_BODY, 1, "streams/s", True, True),
+    Load("embed-32c", "embeddings, 32 connections", EMBEDDINGS_PATH, _json(EMBEDDINGS_BODY), 32, "req/s"),
+)
+
+
+class LoadError(RuntimeError):
+    """The load could not be applied at all (as opposed to requests that failed, which are counted)."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    error_kinds: str  # which kinds of failure happened, e.g. "non2xx, read"; the counts are in `errors`
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) -> LoadResult:
+    """One wrk run with one thread, so that it fits the single core it is pinned to."""
+    url = f"http://127.0.0.1:{endpoint.port}{load.path}"
+    argv = ["wrk", "-t1", f"-c{load.connections}", f"-d{max(1, round(duration))}s", "--timeout", WRK_TIMEOUT]
+    env = {
+        "BENCH_BODY": load.body.decode(),
+        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in endpoint.headers.items()),
+        "BENCH_EXPECT": STREAM_END if load.streaming else "",
+    }
+    completed = subprocess.run(
+        pinned([*argv, "-s", str(LUA_SCRIPT), url], cpu),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=duration + 60,
+        check=False,
+    )
+    match = _WRK_RESULT.search(completed.stdout)
+    if match is None:
+        raise LoadError(f"wrk gave no result (exit {completed.returncode}): {completed.stderr.strip()[-300:]}")
+    return _parse_wrk(match.group(1))
+
+
+def _parse_wrk(line: str) -> LoadResult:
+    fields = {key: int(value) for key, value in (item.split("=") for item in line.split())}
+    kinds = ("non2xx", "incomplete", "connect", "read", "write", "timeout")
+    return LoadResult(
+        requests=fields["requests"],
+        seconds=fields["duration_us"] / 1e6,
+        p50_ms=fields["p50_us"] / 1000,
+        p99_ms=fields["p99_us"] / 1000,
+        errors=sum(fields[kind] for kind in kinds),
+        error_kinds=", ".join(kind for kind in kinds if fields[kind]),
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    first_data_seconds: float | None  # from sending the request until the first chunk carrying `data:` was in
+    keep_alive: bool
+
+
+def build_request(endpoint: Endpoint, load: Load) -> bytes:
+    headers = {
+        "Host": f"127.0.0.1:{endpoint.port}",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(load.body)),
+        **endpoint.headers,
+    }
+    head = f"POST {load.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return head.encode() + load.body
+
+
+async def _read_chunked(reader: asyncio.StreamReader, started: float) -> tuple[bytes, float | None]:
+    parts, first = [], None
+    while True:
+        size = int((await reader.readline()).split(b";", 1)[0], 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b""):  # optional trailer fields
+                pass
+            return b"".join(parts), first
+        data = (await reader.readexactly(size + 2))[:-2]
+        if first is None and b"data:" in data:
+            first = time.perf_counter() - started
+        parts.append(data)
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> Reply:
+    started = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {name.strip().lower(): value.strip().lower() for name, _, value in (h.partition(":") for h in lines[1:])}
+    keep_alive = headers.get("connection") != "close"
+    if headers.get("transfer-encoding") == "chunked":
+        body, first = await _read_chunked(reader, started)
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+        first = time.perf_counter() - started if b"data:" in body else None
+    else:
+        body, keep_alive = await reader.read(), False
+        first = time.perf_counter() - started if b"data:" in body else None
+    return Reply(status, body, first, keep_alive)
+
+
+async def _exchange_once(endpoint: Endpoint, load: Load) -> Reply:
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    try:
+        return await asyncio.wait_for(_exchange(reader, writer, build_request(endpoint, load)), REQUEST_TIMEOUT_SECONDS)
+    finally:
+        writer.close()
+
+
+def probe(endpoint: Endpoint, load: Load) -> Reply:
+    """One request, to show what a target answers for a load (its status, and whether a stream completes)."""
+    return asyncio.run(_exchange_once(endpoint, load))
+
+
+def describe_reply(reply: Reply, load: Load) -> str:
+    """Empty when the reply is a proper success for the load, else a short reason to show next to the figures."""
+    if not 200 <= reply.status < 300:
+        return f"HTTP {reply.status}: {reply.body[:120].decode(errors='replace')}"
+    if load.streaming and STREAM_END.encode() not in reply.body:
+        return "stream did not end with data: [DONE]"
+    return ""
+
+
+def percentile(values: list[float], rank: float) -> float:
+    """Nearest-rank percentile, the same definition for every target."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(rank / 100 * len(ordered)) - 1)] if ordered else math.nan
+
+
+def failure_kind(reply: Reply, load: Load) -> str:
+    """The same failure names wrk's summary uses, so that both clients' errors read alike; empty for success."""
+    if not 200 <= reply.status < 300:
+        return "non2xx"
+    if load.streaming and STREAM_END.encode() not in reply.body:
+        return "incomplete"
+    return "" if reply.first_data_seconds is not None else "no data event"
+
+
+async def _first_chunk_times(endpoint: Endpoint, load: Load, duration: float) -> tuple[list[float], list[str], float]:
+    request = build_request(endpoint, load)
+    times: list[float] = []
+    failures: list[str] = []
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    try:
+        while time.perf_counter() - started < duration and len(times) + len(failures) < TTFB_MAX_REQUESTS:
+            reply = await asyncio.wait_for(_exchange(reader, writer, request), REQUEST_TIMEOUT_SECONDS)
+            if kind := failure_kind(reply, load):
+                failures.append(kind)
+            else:
+                times.append(reply.first_data_seconds or 0.0)
+            if not reply.keep_alive:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    finally:
+        writer.close()
+    return times, failures, time.perf_counter() - started
+
+
+def measure_first_chunk(endpoint: Endpoint, load: Load, duration: float) -> LoadResult:
+    """Sequential streaming requests for `duration` seconds (at most TTFB_MAX_REQUESTS); latency is TTFB."""
+    try:
+        times, failures, elapsed = asyncio.run(_first_chunk_times(endpoint, load, duration))
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        raise LoadError(f"time-to-first-chunk client failed: {exc!r}") from exc
+    return LoadResult(
+        requests=len(times) + len(failures),
+        seconds=elapsed,
+        p50_ms=percentile(times, 50) * 1000,
+        p99_ms=percentile(times, 99) * 1000,
+        errors=len(failures),
+        error_kinds=", ".join(sorted(set(failures))),
+    )

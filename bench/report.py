@@ -1,0 +1,211 @@
+"""Turning measurements into the Markdown that is printed and written to bench/RESULTS.md.
+
+Each figure is taken from the best round of a (target, load) pair — the round with the most requests per
+second, and that round's latencies and CPU — because on a shared machine noise only ever makes a run slower.
+Errors are never taken from one round: they add up over all rounds, so that no failure is hidden.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loads import LOADS, LoadResult
+
+
+@dataclass(frozen=True)
+class Measured:
+    result: LoadResult
+    cpu_ms_per_request: float
+
+
+@dataclass
+class Results:
+    targets: list[str]
+    rounds: int
+    placement: str
+    versions: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    runs: dict[tuple[str, str], list[Measured]] = field(default_factory=dict)
+    notes: dict[tuple[str, str], str] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+
+    def add(self, target: str, load: str, measured: Measured) -> None:
+        self.runs.setdefault((target, load), []).append(measured)
+
+    def note(self, target: str, load: str, text: str) -> None:
+        """Add a problem seen for a pair, once: later rounds usually repeat it."""
+        known = self.notes.get((target, load))
+        if not known:
+            self.notes[(target, load)] = text
+        elif text not in known:
+            self.notes[(target, load)] = f"{known}; {text}"
+
+    def best(self, target: str, load: str) -> Measured | None:
+        runs = self.runs.get((target, load))
+        return max(runs, key=lambda m: m.result.per_second) if runs else None
+
+    def errors(self, target: str, load: str) -> tuple[int, int]:
+        """(failed, total) requests over all rounds."""
+        runs = self.runs.get((target, load), [])
+        return sum(m.result.errors for m in runs), sum(m.result.requests for m in runs)
+
+    def added_p50_ms(self, target: str, load: str) -> float:
+        mine, direct = self.best(target, load), self.best("direct", load)
+        if mine is None or direct is None or target == "direct":
+            return math.nan
+        return mine.result.p50_ms - direct.result.p50_ms
+
+
+def _number(value: float, digits: int) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
+
+
+def _cell(results: Results, target: str, load: str, pick: str) -> str:
+    best = results.best(target, load)
+    if best is None:
+        return "failed" if (target, load) in results.notes else "n/a"
+    values = {
+        "rate": _number(best.result.per_second, 0),
+        "p50": _number(best.result.p50_ms, 2),
+        "p99": _number(best.result.p99_ms, 2),
+        "p50/p99": f"{_number(best.result.p50_ms, 2)} / {_number(best.result.p99_ms, 2)}",
+        "cpu": _number(best.cpu_ms_per_request, 3),
+        "added": "baseline" if target == "direct" else _number(results.added_p50_ms(target, load), 2),
+    }
+    return values[pick]
+
+
+def summary_table(results: Results) -> list[str]:
+    header = [
+        "target",
+        "chat req/s (32c)",
+        "chat p50 / p99 ms (32c)",
+        "added p50 ms (1c)",
+        "streams/s (32c)",
+        "TTFB p50 ms (1c)",
+        "embeddings req/s (32c)",
+        "CPU ms/req (chat 32c)",
+        "peak RSS MiB",
+        "errors",
+    ]
+    rows = []
+    for target in results.targets:
+        if target in results.unavailable:
+            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
+            continue
+        failed = sum(results.errors(target, load.name)[0] for load in LOADS)
+        rows.append(
+            [
+                target,
+                _cell(results, target, "chat-32c", "rate"),
+                _cell(results, target, "chat-32c", "p50/p99"),
+                _cell(results, target, "chat-1c", "added"),
+                _cell(results, target, "stream-32c", "rate"),
+                _cell(results, target, "ttfb-1c", "p50"),
+                _cell(results, target, "embed-32c", "rate"),
+                _cell(results, target, "chat-32c", "cpu"),
+                _number(results.peak_rss_mib.get(target, math.nan), 0),
+                f"{failed:,}" + (" (see below)" if failed else ""),
+            ]
+        )
+    return _table(header, rows)
+
+
+def detail_table(results: Results) -> list[str]:
+    header = ["load", "target", "rate", "p50 ms", "p99 ms", "added p50 ms", "CPU ms/req", "errors / requests", "note"]
+    rows = []
+    for load in LOADS:
+        for target in results.targets:
+            if target in results.unavailable:
+                continue
+            failed, total = results.errors(target, load.name)
+            rows.append(
+                [
+                    load.name,
+                    target,
+                    f"{_cell(results, target, load.name, 'rate')} {load.unit}",
+                    _cell(results, target, load.name, "p50"),
+                    _cell(results, target, load.name, "p99"),
+                    _cell(results, target, load.name, "added"),
+                    _cell(results, target, load.name, "cpu"),
+                    f"{failed:,} / {total:,}",
+                    results.notes.get((target, load.name), "").replace("|", "\\|").replace("\n", " "),
+                ]
+            )
+    return _table(header, rows)
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return math.nan
+
+
+def _tool_version(argv: list[str]) -> str:
+    try:
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    lines = (completed.stdout or completed.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def machine_lines(command: str) -> list[str]:
+    return [
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Command: `{command}`",
+        f"- CPU: {_cpu_model()}, {os.cpu_count()} cores (nproc); memory {_memory_gib():.1f} GiB",
+        f"- OS: Linux {platform.release()}; Python {platform.python_version()}",
+        f"- Load generator: {_tool_version(['wrk', '-v'])}; node {_tool_version(['node', '--version'])}",
+    ]
+
+
+def render(results: Results, command: str) -> str:
+    """The whole report: what was run where, the summary, then every (load, target) pair with its notes."""
+    versions = [f"- `{name}`: {version}" for name, version in results.versions.items()]
+    lines = [
+        "# llmrelay benchmark results",
+        "",
+        *machine_lines(command),
+        f"- Placement: {results.placement}",
+        f"- Rounds: {results.rounds}, target order rotated each round; each figure is from the best round "
+        "(most requests/s) of its (target, load) pair; errors add up over all rounds.",
+        "- Added p50 = the target's p50 minus the direct p50 for the same load; CPU ms/req is the gateway's "
+        "process tree only (user+system), not the upstream's nor wrk's.",
+        "",
+        "## Summary",
+        "",
+        *summary_table(results),
+        "",
+        "## Every load",
+        "",
+        *detail_table(results),
+        "",
+        "## Versions",
+        "",
+        *versions,
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""The gateways under test: how each is installed (third-party ones into bench/.work/), configured and started.
+
+Every target routes `gpt-4o` (and `text-embedding-3-small`) to the same fake upstream and listens on 127.0.0.1
+only. A target that cannot be installed or started raises Unavailable with the reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loads import LOADS, Endpoint, probe
+from procs import Launched, ProcessGroup, pinned
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+WORK_DIR = BENCH_DIR / ".work"
+READY_TIMEOUT_SECONDS = 120.0
+LITELLM_SPEC = "litellm[proxy]==1.108.7"
+PORTKEY_VERSION = "1.15.2"
+# Without these pins every Portkey stream fails with the @hono versions npm would otherwise resolve.
+PORTKEY_OVERRIDES = {"@hono/node-server": "1.13.5", "@hono/node-ws": "1.2.0"}
+UPSTREAM_KEY = "sk-bench-upstream"
+
+
+class Unavailable(RuntimeError):
+    """The target cannot be measured on this machine; the message says why."""
+
+
+@dataclass
+class Target:
+    name: str
+    endpoint: Endpoint
+    process: Launched  # the gateway's root process; its whole tree is what CPU and memory are charged to
+    version: str
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every starter needs: where processes go, where the upstream is, which core the gateway gets."""
+
+    group: ProcessGroup
+    upstream_port: int
+    gateway_cpu: int | None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _command_output(
+    argv: list[str], timeout: float, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
+    """Run a setup command; on failure raise Unavailable with the end of its output, which names the cause."""
+    try:
+        completed = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(f"{Path(argv[0]).name} failed: {exc}") from exc
+    if completed.returncode != 0:
+        tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+        raise Unavailable(
+            f"{Path(argv[0]).name} {' '.join(argv[1:3])} exited {completed.returncode}: {' | '.join(tail)}"
+        )
+    return completed.stdout
+
+
+def _answers_http(endpoint: Endpoint) -> bool:
+    try:
+        probe(endpoint, LOADS[0])
+    except (OSError, EOFError, TimeoutError, ValueError):
+        return False
+    return True
+
+
+def wait_ready(launched: Launched, endpoint: Endpoint) -> None:
+    """Ready means: answers a chat request with any HTTP status (the probes later show which status)."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not launched.alive():
+            raise Unavailable(f"exited with {launched.popen.returncode} at startup: {launched.log_tail(5)}")
+        if _answers_http(endpoint):
+            return
+        time.sleep(0.25)
+    raise Unavailable(f"not answering after {READY_TIMEOUT_SECONDS:.0f}s: {launched.log_tail(5)}")
+
+
+def start_upstream(group: ProcessGroup, cpu: int | None) -> Target:
+    """The fake upstream, which is also the `direct` target: the most any gateway in front of it could do."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH_DIR / "fake_upstream.py"), "--port", str(port)]
+    launched = group.start("fake-upstream", pinned(argv, cpu))
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"})
+    wait_ready(launched, endpoint)
+    return Target("direct", endpoint, launched, "bench/fake_upstream.py")
+
+
+def _llmrelay_python() -> str:
+    """The repository's venv has llmrelay installed; fall back to whatever runs the harness."""
+    venv_python = REPO_DIR / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def _llmrelay_version(python: str) -> str:
+    """Package version and commit, so that a results file says which llmrelay it measured."""
+    version = _command_output([python, "-c", "import importlib.metadata as m; print(m.version('llmrelay'))"], 60)
+    try:
+        commit = _command_output(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"], 10).strip()
+    except Unavailable:
+        commit = "no git"
+    return f"{version.strip()} ({commit})"
+
+
+def start_llmrelay(setup: Setup, workers: int) -> Target:
+    """A fresh data directory and key per run, so that earlier runs' usage rows do not weigh on this one."""
+    python = _llmrelay_python()
+    data_dir = WORK_DIR / f"llmrelay-{workers}w"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    config = data_dir / "config.yaml"
+    config.write_text(
+        "channels:\n"
+        "  - name: fake\n"
+        "    type: openai\n"
+        f"    base_url: http://127.0.0.1:{setup.upstream_port}/v1\n"
+        f"    api_key: {UPSTREAM_KEY}\n"
+        "    models: [gpt-4o, text-embedding-3-small]\n"
+        "prices:\n"
+        '  text-embedding-3-small: {input: "0.02", output: "0"}\n'
+    )
+    env = {"LLMRELAY_DATA_DIR": str(data_dir)}
+    base = [python, "-m", "llmrelay", "--config", str(config)]
+    created = _command_output([*base, "keys", "create", "--name", "bench", "--quota-usd", "1000000"], 120, env=env)
+    key = created.strip().splitlines()[-1].strip()
+    port = free_port()
+    serve = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    launched = setup.group.start(f"llmrelay-{workers}w", pinned(serve, setup.gateway_cpu), env=env)
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"})
+    wait_ready(launched, endpoint)
+    return Target(f"llmrelay-{workers}w", endpoint, launched, _llmrelay_version(python))
+
+
+def ensure_litellm() -> Path:
+    """LiteLLM in its own venv (its pins must not touch llmrelay's); a marker records a completed install."""
+    venv = WORK_DIR / "litellm-venv"
+    marker = venv / ".bench-installed"
+    executable = venv / "bin" / "litellm"
+    if marker.exists() and marker.read_text() == LITELLM_SPEC and executable.exists():
+        return executable
+    print(f"  installing {LITELLM_SPEC} into {venv.relative_to(REPO_DIR)} (takes minutes the first time)", flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    _command_output([sys.executable, "-m", "venv", str(venv)], 300)
+    _command_output([str(venv / "bin" / "pip"), "install", "--quiet", LITELLM_SPEC], 1800)
+    marker.write_text(LITELLM_SPEC)
+    return executable
+
+
+def start_litellm(setup: Setup) -> Target:
+    """LiteLLM proxy, one uvicorn worker, no database, with the cost map read locally instead of downloaded."""
+    executable = ensure_litellm()
+    work = WORK_DIR / "litellm"
+    work.mkdir(parents=True, exist_ok=True)
+    master_key = f"sk-bench-{secrets.token_hex(24)}"
+    upstream = {"api_base": f"http://127.0.0.1:{setup.upstream_port}/v1", "api_key": UPSTREAM_KEY}
+    config = {
+        "model_list": [
+            {"model_name": name, "litellm_params": {"model": f"openai/{name}", **upstream}}
+            for name in ("gpt-4o", "text-embedding-3-small")
+        ],
+        "litellm_settings": {"telemetry": False},
+        "general_settings": {"master_key": master_key},
+    }
+    config_path = work / "config.yaml"
+    config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+    port = free_port()
+    argv = [str(executable), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING"}  # WARNING: no per-request access log
+    launched = setup.group.start("litellm", pinned([*argv, "--num_workers", "1"], setup.gateway_cpu), env=env, cwd=work)
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {master_key}"})
+    wait_ready(launched, endpoint)
+    return Target("litellm", endpoint, launched, LITELLM_SPEC)
+
+
+def _installed_version(node_modules: Path, package: str) -> str | None:
+    try:
+        return str(json.loads((node_modules / package / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _portkey_installed(node_modules: Path) -> bool:
+    wanted = {"@portkey-ai/gateway": PORTKEY_VERSION, **PORTKEY_OVERRIDES}
+    return all(_installed_version(node_modules, name) == version for name, version in wanted.items())
+
+
+def ensure_portkey() -> Path:
+    """Portkey's gateway from npm, with the overrides that keep its streaming working; returns its package dir."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise Unavailable("node and npm are not installed (apt-get install nodejs npm)")
+    work = WORK_DIR / "portkey"
+    node_modules = work / "node_modules"
+    if not _portkey_installed(node_modules):
+        print(f"  installing @portkey-ai/gateway@{PORTKEY_VERSION} into {work.relative_to(REPO_DIR)}", flush=True)
+        work.mkdir(parents=True, exist_ok=True)
+        package = {
+            "name": "llmrelay-bench-portkey",
+            "private": True,
+            "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION},
+            "overrides": PORTKEY_OVERRIDES,
+        }
+        (work / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+        _command_output(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"], 900, cwd=work)
+        if not _portkey_installed(node_modules):
+            raise Unavailable("npm install finished but the pinned versions are not what got installed")
+    return node_modules / "@portkey-ai" / "gateway"
+
+
+def start_portkey(setup: Setup) -> Target:
+    """Portkey routes by headers; the preload keeps its server on 127.0.0.1."""
+    package_dir = ensure_portkey()
+    port = free_port()
+    preload = str(BENCH_DIR / "portkey_loopback.cjs")
+    argv = ["node", "--require", preload, "build/start-server.js", f"--port={port}", "--headless"]
+    launched = setup.group.start("portkey", pinned(argv, setup.gateway_cpu), cwd=package_dir)
+    headers = {
+        "Authorization": f"Bearer {UPSTREAM_KEY}",
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}/v1",
+    }
+    endpoint = Endpoint(port, headers)
+    wait_ready(launched, endpoint)
+    return Target("portkey", endpoint, launched, f"@portkey-ai/gateway@{PORTKEY_VERSION}")
+
+
+STARTERS: dict[str, Callable[[Setup], Target]] = {
+    "llmrelay-1w": lambda setup: start_llmrelay(setup, 1),
+    "llmrelay-2w": lambda setup: start_llmrelay(setup, 2),
+    "litellm": start_litellm,
+    "portkey": start_portkey,
+}

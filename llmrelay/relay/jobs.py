@@ -1,0 +1,107 @@
+"""What the relay runs: a Job is one client request, parsed by a surface, that knows how to bound its cost,
+build its upstream request and meter the reply. The pipeline (relay/pipeline.py) is the same for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from llmrelay.metering.pricing import Price, Usage
+from llmrelay.metering.quota import plan_reservation
+from llmrelay.metering.tokens import ensure_tokenizers
+from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.relay.routing import Route
+
+
+class Reply(StrEnum):
+    """How the upstream answers: one body, an SSE stream, or a byte stream (audio)."""
+
+    BODY = "body"
+    EVENTS = "events"
+    BYTES = "bytes"
+
+
+class Job:
+    """Base of every relayed request. Subclasses set the class attributes and fill in the hooks they use."""
+
+    endpoint: str  # e.g. "chat.completions", as usage records name it
+    capability: Capability
+    reply: Reply = Reply.BODY
+    model: str
+    stream: bool = False
+
+    def bound(self, price: Price) -> Usage:
+        """The most this request can consume; its cost at `price` is what the reservation holds."""
+        raise NotImplementedError
+
+    async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
+        """(nano-dollars to reserve, output-token cap to impose or None)."""
+        return price.cost_nano(self.bound(price)), None
+
+    def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
+        raise NotImplementedError
+
+    async def meter(self, body: bytes, route: Route) -> tuple[Usage, str]:
+        """Usage of a complete reply, and where it came from ("upstream", "tokenizer", "request", "audio")."""
+        raise NotImplementedError
+
+    def stream_tap(self, route: Route) -> StreamTap:
+        raise NotImplementedError
+
+    async def meter_stream(self, tap: StreamTap, route: Route) -> tuple[Usage, str]:
+        """Usage of a (possibly cut short) event stream."""
+        if tap.usage is not None:
+            return tap.usage, "upstream"
+        return await self.count_usage(tap.completion_texts(), route.upstream_model), "tokenizer"
+
+    async def count_usage(self, completion_texts: list[str], upstream_model: str) -> Usage:
+        """Usage counted offline, for an upstream that reported none."""
+        raise NotImplementedError
+
+    def transform_reply(self, body: bytes, content_type: str) -> tuple[bytes, str]:
+        """The body and content type the client gets (unchanged unless a job had to ask for another form)."""
+        return body, content_type
+
+
+@dataclass(slots=True)
+class TokenBudget:
+    """What a token-billed request may consume: prompt bound, output ceiling, number of choices."""
+
+    prompt_bound: int
+    max_output_tokens: int | None
+    choices: int
+
+
+class TokenJob(Job):
+    """Chat and legacy completions: billed by tokens, reply as one body or as an SSE stream."""
+
+    body: dict[str, Any]
+
+    def budget(self) -> TokenBudget:
+        raise NotImplementedError
+
+    def exact_prompt_tokens(self, upstream_model: str) -> int | None:
+        """An exact prompt count with our own tokenizer where it is the model's, else None."""
+        return None
+
+    async def meter(self, body: bytes, route: Route) -> tuple[Usage, str]:
+        usage, texts = route.channel.provider.parse_chat_response(body)  # ValueError: unreadable -> 502
+        if usage is not None:
+            return usage, "upstream"
+        return await self.count_usage(texts, route.upstream_model), "tokenizer"
+
+    async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
+        budget = self.budget()
+        reserved, cap = plan_reservation(
+            price, budget.prompt_bound, budget.max_output_tokens, budget.choices, available_nano
+        )
+        if available_nano is not None and reserved > available_nano:
+            # The byte bound can be ~4x the true count. Where our vocabulary is the model's own, an exact count
+            # lets a small balance through without giving up the guarantee.
+            await ensure_tokenizers()
+            exact = self.exact_prompt_tokens(route.upstream_model)
+            if exact is not None:
+                reserved, cap = plan_reservation(price, exact, budget.max_output_tokens, budget.choices, available_nano)
+        return reserved, cap

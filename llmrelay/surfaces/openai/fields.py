@@ -1,0 +1,67 @@
+"""Validation of OpenAI request fields: each failure is a 400 whose `param` names the field."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from llmrelay.relay.errors import bad_request
+from llmrelay.surfaces.http import parse_json_body
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    body = parse_json_body(raw)
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return body
+
+
+def required_str(body: dict[str, Any], field: str, max_length: int | None = None) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"'{field}' is required and must be a non-empty string.", field)
+    if max_length is not None and len(value) > max_length:
+        raise bad_request(f"'{field}' is longer than the maximum of {max_length} characters.", field)
+    return value
+
+
+def optional_positive_int(body: dict[str, Any], field: str, maximum: int | None = None) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bad_request(f"'{field}' must be a positive integer, got {value!r}.", field)
+    if maximum is not None and value > maximum:
+        raise bad_request(f"'{field}' must be at most {maximum}, got {value}.", field)
+    return value
+
+
+def optional_bool(body: dict[str, Any], field: str) -> bool:
+    value = body.get(field)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"'{field}' must be a boolean.", field)
+    return value
+
+
+def one_of(body: dict[str, Any], field: str, allowed: Collection[str], default: str | None = None) -> str | None:
+    value = body.get(field, default)
+    if value is None:
+        return None
+    if value not in allowed:
+        choices = ", ".join(sorted(allowed))
+        raise bad_request(f"Invalid value for '{field}': {value!r}. Supported values are: {choices}.", field)
+    return value
+
+
+def optional_number(body: dict[str, Any], field: str, low: float, high: float) -> None:
+    value = body.get(field)
+    if value is None:
+        return
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise bad_request(f"'{field}' must be a number from {low} to {high}, got {value!r}.", field)
