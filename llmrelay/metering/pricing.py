@@ -173,6 +173,28 @@ BUILTIN_PRICES: dict[str, dict[str, object]] = {
         "output": "5",
         "max_output_tokens": 8192,
     },
+    "gpt-3.5-turbo-instruct": {"input": "1.50", "output": "2", "max_output_tokens": 4096},
+    "text-embedding-ada-002": {"input": "0.10"},
+    "text-embedding-3-small": {"input": "0.02"},
+    "text-embedding-3-large": {"input": "0.13"},
+    "dall-e-3": {
+        "per_image": {
+            "1024x1024": "0.040",
+            "1024x1792": "0.080",
+            "1792x1024": "0.080",
+            "1024x1024/hd": "0.080",
+            "1024x1792/hd": "0.120",
+            "1792x1024/hd": "0.120",
+        }
+    },
+    "dall-e-2": {"per_image": {"256x256": "0.016", "512x512": "0.018", "1024x1024": "0.020"}},
+    "tts-1": {"per_million_characters": "15"},
+    "tts-1-hd": {"per_million_characters": "30"},
+    "whisper-1": {"per_minute": "0.006"},
+    # Moderation is free at OpenAI: priced explicitly at zero (unpriced models are refused, never free).
+    "omni-moderation-latest": {"input": "0"},
+    "text-moderation-latest": {"input": "0"},
+    "text-moderation-stable": {"input": "0"},
 }
 
 # The OpenAI models an automatic `openai` channel (OPENAI_API_KEY only) serves.

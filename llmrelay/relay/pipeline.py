@@ -190,7 +190,7 @@ class Relay:
             response.release()
             http.upstream_seconds += time.perf_counter() - began
         try:
-            outcome.usage, outcome.usage_source = await job.meter(body, route)
+            usage, source = await job.meter(body, route)
             body, content_type = job.transform_reply(body, response.headers.get("content-type", "application/json"))
         except ValueError:
             raise RelayError(
@@ -199,6 +199,7 @@ class Relay:
                 "upstream_error",
                 "bad_upstream_response",
             ) from None
+        outcome.usage, outcome.usage_source = usage, source  # billed only once the reply is known to be usable
         await http.respond(200, body, content_type.encode())
 
     async def _relay_bytes(

@@ -14,15 +14,40 @@ with finish_reason "length". Directives in the last user message steer it:
     #fake:cached=N      report N cached prompt tokens
     #fake:chunks=N      split the reply into N content chunks
 
+Chat models whose name starts with "o1" also report 7 reasoning tokens, included in completion_tokens as
+OpenAI counts them.
+
+The other OpenAI endpoints answer in their documented wire formats, just as deterministically:
+
+    POST /v1/embeddings            `embedding_vector(i, dimensions)` per input (base64 float32 on request);
+                                   usage.prompt_tokens = words of the strings + length of the token arrays
+    POST /v1/images/generations    n images: {"url": "https://fake.example/img-<i>.png"} or {"b64_json": PNG}
+    POST /v1/images/edits          the same, from multipart/form-data (image, mask, prompt, ...)
+    POST /v1/images/variations     the same, from multipart/form-data (image, ...)
+    POST /v1/audio/speech          `speech_audio(response_format)`: 5 chunks 50 ms apart, chunked transfer
+    POST /v1/audio/transcriptions  "fake transcript of <filename>" in json / text / srt / vtt / verbose_json,
+    POST /v1/audio/translations    with the duration of a WAV file read from its header (1.0 s for others)
+    POST /v1/completions           "You said: <prompt>" as a text_completion, streamed or not, usage in words
+    POST /v1/moderations           nothing flagged, every score 0.0
+
+`#fake:error=CODE`, `#fake:sleep=SECS` and (embeddings, completions) `#fake:nousage` work in the text inputs:
+embedding and moderation inputs, image and transcription prompts, speech input, completion prompts.
+
 Every request is recorded (path, headers, raw body) so tests can check what the gateway forwarded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import math
 import re
+import struct
 import threading
 import time
+import wave
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +56,29 @@ from aiohttp import web
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
 _DIRECTIVE = re.compile(r"#fake:([a-z]+)(?:=(\S+))?")
+REASONING_TOKENS = 7  # what "o1*" chat models report in completion_tokens_details.reasoning_tokens
+DEFAULT_DIMENSIONS = 8
+SPEECH_CHUNKS = 5
+SPEECH_CHUNK_BYTES = 4096
+SPEECH_CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+_SPEECH_MAGIC = {
+    "mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00",
+    "opus": b"OggS\x00\x02",
+    "aac": b"\xff\xf1\x50\x80",
+    "flac": b"fLaC\x00\x00\x00\x22",
+    "wav": b"RIFF\xff\xff\xff\xffWAVEfmt ",
+    "pcm": b"",
+}
+INVALID_AUDIO_MESSAGE = (
+    "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm']"
+)
 
 
 @dataclass
@@ -101,6 +149,279 @@ def _error(status: int, secret_in_message: bool = False) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _invalid(message: str, param: str | None, code: str | None = None, status: int = 400) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    return web.json_response(body, status=status)
+
+
+def _directives_in(*texts: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for text in texts:
+        if isinstance(text, str):
+            found.update({name: value or "" for name, value in _DIRECTIVE.findall(text)})
+    return found
+
+
+def embedding_vector(index: int, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
+    """The embedding the fake returns for input number `index`; every value is exact in float32."""
+    return [index + (d + 1) / 8 for d in range(dimensions)]
+
+
+def embedding_base64(index: int, dimensions: int = DEFAULT_DIMENSIONS) -> str:
+    """`embedding_vector` as OpenAI's encoding_format=base64 sends it: little-endian float32, base64."""
+    vector = embedding_vector(index, dimensions)
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embedding_tokens(inputs: Any) -> int:
+    """Prompt tokens the fake reports: words of every string input plus the length of every token array."""
+    if isinstance(inputs, str):
+        return len(inputs.split())
+    if isinstance(inputs, list) and inputs and all(isinstance(x, int) for x in inputs):
+        return len(inputs)
+    if isinstance(inputs, list):
+        return sum(len(x.split()) if isinstance(x, str) else len(x) for x in inputs)
+    return 0
+
+
+def png_bytes(width: int = 1, height: int = 1, rgba: tuple[int, int, int, int] = (255, 0, 0, 255)) -> bytes:
+    """A real, valid RGBA PNG of one colour (what the image endpoints accept and return)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgba) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+FAKE_IMAGE_PNG = png_bytes(2, 2, (0, 128, 255, 255))
+FAKE_IMAGE_B64 = base64.b64encode(FAKE_IMAGE_PNG).decode()
+
+
+def image_url(index: int) -> str:
+    return f"https://fake.example/img-{index}.png"
+
+
+def revised_prompt(prompt: str) -> str:
+    return f"A revised prompt: {prompt}"
+
+
+def speech_audio(response_format: str = "mp3") -> list[bytes]:
+    """The exact chunks /v1/audio/speech streams for a response_format: 5 chunks of 4096 bytes, magic bytes first."""
+    chunks = []
+    for k in range(SPEECH_CHUNKS):
+        pattern = bytes((k * 31 + j) % 251 for j in range(SPEECH_CHUNK_BYTES))
+        if k == 0:
+            magic = _SPEECH_MAGIC.get(response_format, b"")
+            pattern = magic + pattern[len(magic) :]
+        chunks.append(pattern)
+    return chunks
+
+
+def audio_kind(data: bytes) -> str | None:
+    """The container a file is in, by its magic bytes, as OpenAI's audio endpoints sniff it (None: not audio)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:3] == b"ID3" or (len(data) >= 2 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[:4] == b"OggS":
+        return "ogg"
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    return None
+
+
+def audio_duration(data: bytes) -> float:
+    """Seconds of audio: a WAV file's frames / framerate from its header, 1.0 for every other file."""
+    if audio_kind(data) == "wav":
+        try:
+            with wave.open(io.BytesIO(data)) as wav:
+                return wav.getnframes() / wav.getframerate()
+        except (wave.Error, EOFError, ZeroDivisionError):
+            return 1.0
+    return 1.0
+
+
+def wav_bytes(seconds: float, rate: int = 8000, sample_width: int = 2, tone_hz: float = 440.0) -> bytes:
+    """A real mono PCM WAV file (8- or 16-bit samples) of a sine tone, written with the stdlib `wave` module."""
+    frames = round(seconds * rate)
+    peak = (1 << (8 * sample_width - 1)) - 1
+    samples = [round(peak * 0.3 * math.sin(2 * math.pi * tone_hz * i / rate)) for i in range(frames)]
+    # 8-bit WAV samples are unsigned, 16-bit ones signed little-endian.
+    pcm = bytes(128 + s for s in samples) if sample_width == 1 else struct.pack(f"<{frames}h", *samples)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(sample_width)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return out.getvalue()
+
+
+def transcript_text(filename: str | None) -> str:
+    return f"fake transcript of {filename}"
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def srt_of(text: str, duration: float) -> str:
+    return f"1\n{_timestamp(0, ',')} --> {_timestamp(duration, ',')}\n{text}\n\n"
+
+
+def vtt_of(text: str, duration: float) -> str:
+    return f"WEBVTT\n\n{_timestamp(0, '.')} --> {_timestamp(duration, '.')}\n{text}\n\n"
+
+
+def verbose_transcription(
+    text: str, duration: float, task: str, temperature: float = 0.0, words: bool = False
+) -> dict[str, Any]:
+    split = text.split()
+    reply: dict[str, Any] = {
+        "task": task,
+        "language": "english",
+        "duration": duration,
+        "text": text,
+        "segments": [
+            {
+                "id": 0,
+                "seek": 0,
+                "start": 0.0,
+                "end": duration,
+                "text": text,
+                "tokens": [50364 + i for i in range(len(split))],
+                "temperature": temperature,
+                "avg_logprob": -0.25,
+                "compression_ratio": 1.0,
+                "no_speech_prob": 0.01,
+            }
+        ],
+    }
+    if words:
+        step = duration / max(len(split), 1)
+        reply["words"] = [
+            {"word": word, "start": round(i * step, 3), "end": round((i + 1) * step, 3)} for i, word in enumerate(split)
+        ]
+    return reply
+
+
+@dataclass
+class Part:
+    """One field of a multipart/form-data body."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+_DISPOSITION_PARAM = re.compile(r';\s*([a-zA-Z*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))')
+
+
+def parse_multipart(content_type: str, raw: bytes) -> list[Part]:
+    """Split a multipart/form-data body into its fields, byte for byte (file contents untouched)."""
+    match = _BOUNDARY.search(content_type or "")
+    if not match:
+        raise ValueError("not a multipart body")
+    delimiter = b"--" + (match.group(1) or match.group(2)).encode()
+    parts: list[Part] = []
+    for section in raw.split(delimiter)[1:]:
+        if section.startswith(b"--"):
+            break
+        section = section.removeprefix(b"\r\n").removesuffix(b"\r\n")
+        head, _, data = section.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        params = {
+            k.lower(): (quoted if quoted is not None else bare)
+            for k, quoted, bare in _DISPOSITION_PARAM.findall(headers.get("content-disposition", ""))
+        }
+        parts.append(Part(params.get("name", ""), data, params.get("filename"), headers.get("content-type")))
+    return parts
+
+
+def encode_multipart(
+    fields: list[tuple[str, str]], files: list[tuple[str, str, bytes, str]], boundary: str = "fakeboundary7MA4YWxk"
+) -> tuple[str, bytes]:
+    """Build a multipart/form-data body (fields: (name, value); files: (name, filename, data, content type))."""
+    out = bytearray()
+    for name, value in fields:
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        out += value.encode() + b"\r\n"
+    for name, filename, data, kind in files:
+        out += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {kind}\r\n\r\n"
+        ).encode()
+        out += data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", bytes(out)
+
+
+def _form(parts: list[Part]) -> dict[str, Part]:
+    """The first part of each name (repeated fields: use `_all`)."""
+    form: dict[str, Part] = {}
+    for part in parts:
+        form.setdefault(part.name, part)
+    return form
+
+
+def _all(parts: list[Part], *names: str) -> list[str]:
+    return [part.text for part in parts if part.name in names]
+
+
+MODERATION_CATEGORIES = {
+    "harassment": ["text"],
+    "harassment/threatening": ["text"],
+    "hate": ["text"],
+    "hate/threatening": ["text"],
+    "illicit": ["text"],
+    "illicit/violent": ["text"],
+    "self-harm": ["text"],
+    "self-harm/instructions": ["text"],
+    "self-harm/intent": ["text"],
+    "sexual": ["text"],
+    "sexual/minors": ["text"],
+    "violence": ["text"],
+    "violence/graphic": ["text"],
+}
+
+
+def completion_words(prompt: str | list[int], limit: int | None) -> tuple[list[str], str]:
+    """The words /v1/completions answers one prompt with, and the finish_reason."""
+    echo = [str(t) for t in prompt] if isinstance(prompt, list) else _DIRECTIVE.sub("", prompt).split()
+    words = ["You", "said:", *echo]
+    if limit is not None and len(words) > limit:
+        return words[:limit], "length"
+    return words, "stop"
+
+
+def completion_prompt_tokens(prompt: str | list[int]) -> int:
+    return len(prompt) if isinstance(prompt, list) else len(prompt.split())
+
+
 class FakeOpenAI:
     """Runs on its own event loop in a background thread, on 127.0.0.1 and an ephemeral port."""
 
@@ -123,6 +444,15 @@ class FakeOpenAI:
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/images/generations", self.image_generations)
+        app.router.add_post("/v1/images/edits", self.image_edits)
+        app.router.add_post("/v1/images/variations", self.image_variations)
+        app.router.add_post("/v1/audio/speech", self.speech)
+        app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
+        app.router.add_post("/v1/audio/translations", self.translations)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/moderations", self.moderations)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -168,6 +498,11 @@ class FakeOpenAI:
         elif "tools" in directives:
             usage["completion_tokens"] = 12  # type: ignore[index]
             usage["total_tokens"] = usage["prompt_tokens"] + 12  # type: ignore[index]
+        if usage is not None and str(body["model"]).startswith("o1"):
+            # Reasoning models think before they answer; OpenAI counts those tokens in completion_tokens.
+            usage["completion_tokens"] += REASONING_TOKENS
+            usage["total_tokens"] += REASONING_TOKENS
+            usage["completion_tokens_details"]["reasoning_tokens"] = REASONING_TOKENS
         common = {
             "id": f"chatcmpl-fake{len(self.state.requests)}",
             "created": int(time.time()),
@@ -270,3 +605,305 @@ class FakeOpenAI:
             self.state.cancelled_streams += 1
             raise
         return response
+
+    # ---- the other OpenAI endpoints -------------------------------------------------------------------------
+
+    async def _receive(self, request: web.Request) -> tuple[bytes, web.Response | None]:
+        """Record the request like chat does; the response is set when it must be refused (bad key)."""
+        raw = await request.read()
+        self.state.requests.append(Received(request.path, dict(request.headers), raw))
+        if request.headers.get("Authorization") != f"Bearer {UPSTREAM_SECRET}":
+            return raw, _error(401)
+        return raw, None
+
+    async def _json(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        raw, refused = await self._receive(request)
+        if refused is not None:
+            return {}, refused
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return {}, _invalid("We could not parse the JSON body of your request.", None)
+        return body, None
+
+    async def _multipart(self, request: web.Request) -> tuple[list[Part], web.Response | None]:
+        raw, refused = await self._receive(request)
+        if refused is not None:
+            return [], refused
+        try:
+            return parse_multipart(request.headers.get("Content-Type", ""), raw), None
+        except ValueError:
+            return [], _invalid("Expected a multipart/form-data body.", None)
+
+    @staticmethod
+    async def _steer(directives: dict[str, str]) -> web.Response | None:
+        if "sleep" in directives:
+            await asyncio.sleep(float(directives["sleep"]))
+        if "error" in directives:
+            return _error(int(directives["error"]))
+        return None
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and all(type(x) is int for x in inputs)):
+            items: list[Any] = [inputs]
+        elif (
+            isinstance(inputs, list)
+            and inputs
+            and all(isinstance(x, str) or (isinstance(x, list) and all(type(t) is int for t in x)) for x in inputs)
+        ):
+            items = inputs
+        else:
+            return _invalid("'input' must be a string, an array of strings or an array of token arrays.", "input")
+        directives = _directives_in(*items)
+        if (steered := await self._steer(directives)) is not None:
+            return steered
+        dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
+        if type(dimensions) is not int or dimensions < 1:
+            return _invalid("Invalid value for 'dimensions'.", "dimensions")
+        encode = embedding_base64 if body.get("encoding_format") == "base64" else embedding_vector
+        reply: dict[str, Any] = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": encode(i, dimensions)} for i in range(len(items))
+            ],
+            "model": body.get("model"),
+        }
+        if "nousage" not in directives:
+            tokens = embedding_tokens(inputs)
+            reply["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.json_response(reply)
+
+    @staticmethod
+    def _images(model: Any, prompt: str | None, n: int, response_format: str | None) -> dict[str, Any]:
+        data = []
+        for i in range(n):
+            item: dict[str, Any] = {"url": image_url(i)}
+            if response_format == "b64_json":
+                item = {"b64_json": FAKE_IMAGE_B64}
+            if model == "dall-e-3" and prompt is not None:
+                item["revised_prompt"] = revised_prompt(prompt)
+            data.append(item)
+        return {"created": int(time.time()), "data": data}
+
+    async def image_generations(self, request: web.Request) -> web.Response:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            return _invalid("Missing required parameter: 'prompt'.", "prompt")
+        if (steered := await self._steer(_directives_in(prompt))) is not None:
+            return steered
+        n = body.get("n") or 1
+        if type(n) is not int or n < 1:
+            return _invalid("Invalid value for 'n'.", "n")
+        return web.json_response(self._images(body.get("model"), prompt, n, body.get("response_format")))
+
+    async def _image_upload(self, request: web.Request, with_prompt: bool) -> web.Response:
+        parts, refused = await self._multipart(request)
+        if refused is not None:
+            return refused
+        form = _form(parts)
+        image = form.get("image") or form.get("image[]")
+        if image is None or image.filename is None:
+            return _invalid("Missing required parameter: 'image'.", "image")
+        prompt = form["prompt"].text if "prompt" in form else None
+        if with_prompt and prompt is None:
+            return _invalid("Missing required parameter: 'prompt'.", "prompt")
+        if (steered := await self._steer(_directives_in(prompt))) is not None:
+            return steered
+        try:
+            n = int(form["n"].text) if "n" in form else 1
+        except ValueError:
+            return _invalid("Invalid value for 'n'.", "n")
+        model = form["model"].text if "model" in form else "dall-e-2"
+        response_format = form["response_format"].text if "response_format" in form else None
+        return web.json_response(self._images(model, prompt, n, response_format))
+
+    async def image_edits(self, request: web.Request) -> web.Response:
+        return await self._image_upload(request, with_prompt=True)
+
+    async def image_variations(self, request: web.Request) -> web.Response:
+        return await self._image_upload(request, with_prompt=False)
+
+    async def speech(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        text = body.get("input")
+        if not isinstance(text, str):
+            return _invalid("Missing required parameter: 'input'.", "input")
+        if (steered := await self._steer(_directives_in(text))) is not None:
+            return steered
+        response_format = body.get("response_format") or "mp3"
+        response = web.StreamResponse(headers={"Content-Type": SPEECH_CONTENT_TYPES.get(response_format, "audio/mpeg")})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for index, piece in enumerate(speech_audio(response_format)):
+                if index:
+                    await asyncio.sleep(0.05)
+                await response.write(piece)
+            await response.write_eof()
+            self.state.completed_streams += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.state.cancelled_streams += 1
+            raise
+        return response
+
+    async def _audio(self, request: web.Request, task: str) -> web.Response:
+        parts, refused = await self._multipart(request)
+        if refused is not None:
+            return refused
+        form = _form(parts)
+        upload = form.get("file")
+        if upload is None or upload.filename is None:
+            return _invalid("Missing required parameter: 'file'.", "file")
+        if audio_kind(upload.data) is None:
+            return _invalid(INVALID_AUDIO_MESSAGE, "file")
+        prompt = form["prompt"].text if "prompt" in form else None
+        if (steered := await self._steer(_directives_in(prompt))) is not None:
+            return steered
+        response_format = form["response_format"].text if "response_format" in form else "json"
+        try:
+            temperature = float(form["temperature"].text) if "temperature" in form else 0.0
+        except ValueError:
+            return _invalid("Invalid value for 'temperature'.", "temperature")
+        granularities = _all(parts, "timestamp_granularities[]", "timestamp_granularities")
+        duration = audio_duration(upload.data)
+        text = transcript_text(upload.filename)
+        if response_format == "json":
+            return web.json_response({"text": text})
+        if response_format == "text":
+            return web.Response(text=text + "\n", content_type="text/plain")
+        if response_format == "srt":
+            return web.Response(text=srt_of(text, duration), content_type="text/plain")
+        if response_format == "vtt":
+            return web.Response(text=vtt_of(text, duration), content_type="text/plain")
+        if response_format == "verbose_json":
+            return web.json_response(
+                verbose_transcription(text, duration, task, temperature, words="word" in granularities)
+            )
+        return _invalid(f"Invalid value for 'response_format': {response_format!r}.", "response_format")
+
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        return await self._audio(request, "transcribe")
+
+    async def translations(self, request: web.Request) -> web.Response:
+        return await self._audio(request, "translate")
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        prompt = body.get("prompt")
+        if isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt)):
+            prompts: list[Any] = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+            prompts = prompt
+        else:
+            return _invalid("Missing required parameter: 'prompt'.", "prompt")
+        directives = _directives_in(*prompts)
+        if (steered := await self._steer(directives)) is not None:
+            return steered
+        limit = body.get("max_tokens", 16)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            return _invalid(f"Invalid type for 'max_tokens': expected an integer, got {limit!r}.", "max_tokens")
+        n = body.get("n") or 1
+        answers = [completion_words(p, limit) for p in prompts]
+        choices = []
+        for p, (words, finish) in zip(prompts, answers, strict=True):
+            text = " ".join(words)
+            if body.get("echo") and isinstance(p, str):
+                text = p + text
+            choices.extend({"text": text, "finish_reason": finish} for _ in range(n))
+        prompt_tokens = sum(completion_prompt_tokens(p) for p in prompts)
+        completion_tokens = sum(len(words) for words, _ in answers) * n
+        usage = None
+        if "nousage" not in directives:
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+        common = {
+            "id": f"cmpl-fake{len(self.state.requests)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": "fp_fake",
+        }
+        if not body.get("stream"):
+            reply: dict[str, Any] = {
+                **common,
+                "choices": [
+                    {"text": c["text"], "index": i, "logprobs": None, "finish_reason": c["finish_reason"]}
+                    for i, c in enumerate(choices)
+                ],
+            }
+            if usage is not None:
+                reply["usage"] = usage
+            return web.json_response(reply)
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and usage is not None
+
+        def chunk(text: str, index: int, finish_reason: str | None = None) -> bytes:
+            payload: dict[str, Any] = {
+                **common,
+                "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}],
+            }
+            if include_usage:
+                payload["usage"] = None
+            return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+        try:
+            for index, c in enumerate(choices):
+                words = c["text"].split(" ")
+                for position, word in enumerate(words):
+                    await response.write(chunk(("" if position == 0 else " ") + word, index))
+                await response.write(chunk("", index, c["finish_reason"]))
+            if include_usage:
+                final = {**common, "choices": [], "usage": usage}
+                await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            self.state.completed_streams += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.state.cancelled_streams += 1
+            raise
+        return response
+
+    async def moderations(self, request: web.Request) -> web.Response:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            items: list[Any] = [inputs]
+        elif isinstance(inputs, list) and inputs:
+            items = inputs
+        else:
+            return _invalid("Missing required parameter: 'input'.", "input")
+        texts = [x if isinstance(x, str) else (x.get("text") if isinstance(x, dict) else None) for x in items]
+        if (steered := await self._steer(_directives_in(*texts))) is not None:
+            return steered
+        result = {
+            "flagged": False,
+            "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+            "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 0.0),
+            "category_applied_input_types": {name: list(kinds) for name, kinds in MODERATION_CATEGORIES.items()},
+        }
+        reply = {
+            "id": f"modr-fake{len(self.state.requests)}",
+            "model": body.get("model") or "omni-moderation-latest",
+            "results": [result for _ in items],
+        }
+        return web.json_response(reply)
