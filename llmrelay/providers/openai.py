@@ -8,6 +8,7 @@ afford part of a reply, an output cap are spliced into the bytes, without decodi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -140,8 +141,8 @@ class OpenAIStreamTap:
         del chunk["usage"]
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def completion_texts(self) -> list[str]:
-        texts: list[str] = []
+    def _chunks(self) -> Iterator[dict[str, Any]]:
+        """The relayed events decoded, lazily: only needed when usage must be counted or synthesised."""
         for event in self._events:
             payload = _sse_payload(event)
             try:
@@ -149,10 +150,16 @@ class OpenAIStreamTap:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(chunk, dict):
-                for choice in chunk.get("choices") or ():
-                    if isinstance(choice, dict):
-                        texts.extend(choice_texts(choice))
-        return texts
+                yield chunk
+
+    def completion_texts(self) -> list[str]:
+        return [
+            text
+            for chunk in self._chunks()
+            for choice in chunk.get("choices") or ()
+            if isinstance(choice, dict)
+            for text in choice_texts(choice)
+        ]
 
     def finish(self, usage: Usage) -> bytes:
         """What ends a complete stream: a synthesised usage chunk if the client asked, then [DONE]."""
@@ -173,15 +180,7 @@ class OpenAIStreamTap:
         return tail + b"data: [DONE]\n\n"
 
     def _first_chunk(self) -> dict[str, Any]:
-        for event in self._events:
-            payload = _sse_payload(event)
-            try:
-                chunk = orjson.loads(payload) if payload else None
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(chunk, dict) and "id" in chunk:
-                return chunk
-        return {}
+        return next((chunk for chunk in self._chunks() if "id" in chunk), {})
 
 
 class OpenAICompatibleProvider:
