@@ -209,6 +209,10 @@ class Gateway:
                 return
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def create_app() -> Gateway:
     """The ASGI application, configured from the environment (uvicorn calls this in each worker)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # no-op where logging is already set up
     return Gateway(load_config())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,6 @@ def serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["LLMRELAY_CONFIG"] = str(args.config)
     config = load_config()  # fail fast, with a clear message, before any worker starts
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "llmrelay.app:create_app",
         factory=True,

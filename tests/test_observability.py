@@ -1,0 +1,42 @@
+"""What operators watch: the access log line, /metrics and /health; and that keys never reach the logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openai import OpenAI
+
+from tests.conftest import Gateway, call, make_gateway
+from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
+
+
+def test_access_log_metrics_and_health(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    gw = make_gateway(tmp_path, upstream, extra="server: {access_log: true}").start()
+    try:
+        key = gw.create_key("observed")
+        client = OpenAI(api_key=key, base_url=gw.base_url, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "log me"}]
+        )
+        request_id = raw.headers["x-request-id"]
+        assert call("GET", f"{gw.url}/health").json() == {"status": "ok"}
+
+        metrics = call("GET", f"{gw.url}/metrics").body.decode()
+        assert 'llmrelay_requests_total{status="200"}' in metrics
+        count = next(line for line in metrics.splitlines() if line.startswith("llmrelay_overhead_milliseconds_count"))
+        assert int(count.split()[-1]) >= 2
+    finally:
+        gw.stop()
+    lines = [json.loads(line.split(": ", 1)[1]) for line in gw.log().splitlines() if "llmrelay.access:" in line]
+    logged = next(entry for entry in lines if entry["id"] == request_id)
+    assert logged["path"] == "/v1/chat/completions" and logged["status"] == 200
+    assert logged["overhead_ms"] >= 0
+    log = gw.log()
+    assert key not in log and UPSTREAM_SECRET not in log
+
+
+def test_metrics_count_errors_by_status(gateway: Gateway) -> None:
+    call("GET", f"{gateway.base_url}/models")  # no key: 401
+    metrics = call("GET", f"{gateway.url}/metrics").body.decode()
+    assert 'llmrelay_requests_total{status="401"}' in metrics
