@@ -40,3 +40,18 @@ def test_metrics_count_errors_by_status(gateway: Gateway) -> None:
     call("GET", f"{gateway.base_url}/models")  # no key: 401
     metrics = call("GET", f"{gateway.url}/metrics").body.decode()
     assert 'llmrelay_requests_total{status="401"}' in metrics
+
+
+def test_two_workers_start_on_a_fresh_database(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    gw = make_gateway(tmp_path, upstream, extra="server: {workers: 2}").start()
+    try:
+        key = gw.create_key("two-workers")
+        client = OpenAI(api_key=key, base_url=gw.base_url, max_retries=0)
+        replies = [
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"w {i}"}])
+            for i in range(6)
+        ]
+        assert all(r.choices[0].message.content for r in replies)
+    finally:
+        assert gw.stop() in (0, -15)
+    assert "startup failed" not in gw.log()

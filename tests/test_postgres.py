@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import func, select
 
-from llmrelay.store.db import HEAD_REVISION, make_engine, migrate
+from llmrelay.store.db import HEAD_REVISION, make_engine, migrate, schema_revision
 from llmrelay.store.schema import api_keys, usage_records
 from tests.conftest import Gateway, call, make_gateway, wait_until
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -43,6 +45,24 @@ def test_migrations_are_idempotent_on_postgres(database_url: str) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == HEAD_REVISION
     engine.dispose()
+
+
+def test_nodes_migrating_at_once_all_succeed() -> None:
+    name = f"llmrelay_race_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{SERVER}/{name}"
+    script = "import sys; from llmrelay.store.db import make_engine, migrate; migrate(make_engine(sys.argv[1]))"
+    try:
+        nodes = [subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE) for _ in range(4)]
+        failures = [node.stderr.read().decode() for node in nodes if node.wait(timeout=60) != 0]  # type: ignore[union-attr]
+        assert not failures, failures[0]
+        engine = make_engine(url)
+        assert schema_revision(engine) == HEAD_REVISION
+        engine.dispose()
+    finally:
+        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_chat_billing_and_key_changes_on_postgres(pg_gateway: Gateway, tmp_path: Path) -> None:

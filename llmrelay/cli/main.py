@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from llmrelay.cli import keys, usage
 from llmrelay.config import ConfigError, load_config
+from llmrelay.store.db import make_engine, migrate
 from llmrelay.store.keys import KeyOperationError
 
 
@@ -18,6 +19,10 @@ def serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["LLMRELAY_CONFIG"] = str(args.config)
     config = load_config()  # fail fast, with a clear message, before any worker starts
+    # Migrate once here, so that several workers starting at once find the schema current.
+    engine = make_engine(config.database_url)
+    migrate(engine)
+    engine.dispose()
     uvicorn.run(
         "llmrelay.app:create_app",
         factory=True,

@@ -12,6 +12,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration in migrations/versions (a test keeps the two in step). Knowing it lets a start on an
 # up-to-date database skip importing Alembic, which would cost the gateway ~10 MB of memory for nothing.
 HEAD_REVISION = "0002"
+MIGRATION_LOCK_ID = 0x6C6C6D72  # "llmr": the PostgreSQL advisory lock taken while migrating
 
 
 def default_database_url(data_dir: str | os.PathLike[str]) -> str:
@@ -68,5 +69,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Nodes starting together must not both create the tables: one migrates, the others wait and then
+            # find the schema current (Alembic reads the version after the lock is held).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
