@@ -71,7 +71,7 @@ channels:
              text-embedding-ada-002, text-embedding-3-small, text-embedding-3-large, dall-e-2, dall-e-3,
              tts-1, tts-1-hd, whisper-1, gpt-3.5-turbo-instruct, omni-moderation-latest, text-moderation-latest,
              gpt-4-all, gpt-4o-all, search-gpts]
-    model_map: {{alias-mini: gpt-4o-mini}}
+    model_map: {{alias-mini: gpt-4o-mini, my-whisper: whisper-1, my-embed: text-embedding-3-small}}
     timeout: {{connect: 2, read: 2}}
   - name: dead
     type: openai

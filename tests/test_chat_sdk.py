@@ -11,7 +11,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.conftest import Gateway, call
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +46,7 @@ def test_body_is_forwarded_byte_for_byte(gateway: Gateway, key: str, upstream: F
     assert reply.status == 200, reply.body
     (received,) = upstream.requests_with("xact-marker-1")
     assert received.raw == raw
-    assert received.headers["Authorization"] == "Bearer " + upstream_secret()
-
-
-def upstream_secret() -> str:
-    from tests.fakes.openai_upstream import UPSTREAM_SECRET
-
-    return UPSTREAM_SECRET
+    assert received.headers["Authorization"] == "Bearer " + UPSTREAM_SECRET
 
 
 def test_mapped_model_and_stream_options_are_the_only_changes(gateway: Gateway, key: str, upstream: FakeOpenAI) -> None:
