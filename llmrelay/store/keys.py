@@ -71,7 +71,7 @@ def _record(row: object) -> KeyRecord:
     )
 
 
-def _next_revision(conn: Connection) -> int:
+def next_revision(conn: Connection) -> int:
     # The UPDATE takes a row lock held to commit, so revisions are handed out in commit order.
     conn.execute(update(revisions).where(revisions.c.name == "keys").values(value=revisions.c.value + 1))
     return conn.execute(select(revisions.c.value).where(revisions.c.name == "keys")).scalar_one()
@@ -95,7 +95,7 @@ def create_key(
     plaintext = generate_key()
     now = int(time.time())
     with engine.begin() as conn:
-        revision = _next_revision(conn)
+        revision = next_revision(conn)
         try:
             key_id = conn.execute(
                 insert(api_keys)
@@ -150,7 +150,7 @@ def list_keys(engine: Engine, include_deleted: bool = False) -> list[KeyRecord]:
 def _change(engine: Engine, ref: str | int, **values: object) -> KeyRecord:
     with engine.begin() as conn:
         record = _find(conn, ref)
-        revision = _next_revision(conn)
+        revision = next_revision(conn)
         conn.execute(
             update(api_keys)
             .where(api_keys.c.id == record.id)

@@ -10,6 +10,7 @@ from operator import attrgetter
 
 from sqlalchemy import Engine, func, select, update
 
+from llmrelay.store.keys import next_revision
 from llmrelay.store.schema import api_keys, usage_records
 
 
@@ -55,7 +56,8 @@ def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
     """Insert the records and charge each key's used amount and request count, in one transaction.
 
     The key's counters move in the same transaction as its records, so the sum of a key's records always
-    equals its `used_nano` in the database.
+    equals its `used_nano` in the database. The keys also get a new revision, so that every other gateway
+    process (another worker or node) picks up their spend at its next poll.
     """
     if not records:
         return
@@ -73,6 +75,7 @@ def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
             cursor.executemany(_insert_sql(engine), [_row(record) for record in records])
         finally:
             cursor.close()
+        revision = next_revision(conn)
         for key_id, (cost, count, last_used) in spend.items():
             conn.execute(
                 update(api_keys)
@@ -81,6 +84,7 @@ def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
                     used_nano=api_keys.c.used_nano + cost,
                     request_count=api_keys.c.request_count + count,
                     last_used_at=last_used,  # batches are written in time order
+                    revision=revision,
                 )
             )
 
