@@ -645,6 +645,16 @@ class FakeOpenAI:
             return _error(int(directives["error"]))
         return None
 
+    async def _json_text(self, request: web.Request, field: str) -> tuple[dict[str, Any], web.Response | None]:
+        """A JSON request whose `field` is a required string that may carry #fake directives."""
+        body, refused = await self._json(request)
+        if refused is not None:
+            return body, refused
+        text = body.get(field)
+        if not isinstance(text, str):
+            return body, _invalid(f"Missing required parameter: '{field}'.", field)
+        return body, await self._steer(_directives_in(text))
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body, refused = await self._json(request)
         if refused is not None:
@@ -692,14 +702,10 @@ class FakeOpenAI:
         return {"created": int(time.time()), "data": data}
 
     async def image_generations(self, request: web.Request) -> web.Response:
-        body, refused = await self._json(request)
+        body, refused = await self._json_text(request, "prompt")
         if refused is not None:
             return refused
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str):
-            return _invalid("Missing required parameter: 'prompt'.", "prompt")
-        if (steered := await self._steer(_directives_in(prompt))) is not None:
-            return steered
+        prompt = body["prompt"]
         n = body.get("n") or 1
         if type(n) is not int or n < 1:
             return _invalid("Invalid value for 'n'.", "n")
@@ -733,14 +739,9 @@ class FakeOpenAI:
         return await self._image_upload(request, with_prompt=False)
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
-        body, refused = await self._json(request)
+        body, refused = await self._json_text(request, "input")
         if refused is not None:
             return refused
-        text = body.get("input")
-        if not isinstance(text, str):
-            return _invalid("Missing required parameter: 'input'.", "input")
-        if (steered := await self._steer(_directives_in(text))) is not None:
-            return steered
         response_format = body.get("response_format") or "mp3"
         response = web.StreamResponse(headers={"Content-Type": SPEECH_CONTENT_TYPES.get(response_format, "audio/mpeg")})
         response.enable_chunked_encoding()
