@@ -29,6 +29,7 @@ from llmrelay.relay.errors import (
     upstream_unreachable,
 )
 from llmrelay.relay.pipeline import upstream_http_error
+from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.openai import parse_chat_request
 
 PROVIDER = OpenAICompatibleProvider()
@@ -551,3 +552,13 @@ def test_parse_chat_request_limits(fields: dict[str, Any], max_output: int | Non
 @pytest.mark.parametrize("role", ["system", "developer", "user", "assistant", "tool", "function"])
 def test_every_openai_role_is_accepted(role: str) -> None:
     assert parse_chat_request(orjson.dumps({"model": "m", "messages": [{"role": role, "content": "x"}]})).model == "m"
+
+
+def test_a_request_from_another_client_format_sends_its_canonical_body_not_its_bytes() -> None:
+    # What a translating surface (an Anthropic client reaching an OpenAI channel) hands the adaptor:
+    # the client's own bytes, and their translation in OpenAI's shape.
+    canonical = {"model": "gpt-4o", "messages": USER, "max_tokens": 64, "stream": True}
+    request = ChatRequest("anthropic", b'{"anthropic": "bytes"}', canonical, "gpt-4o", True, False, 64, 1)
+    upstream = PROVIDER.chat_request(CHANNEL, request, "gpt-4o", None)
+    sent = json.loads(upstream.body)
+    assert sent == {**canonical, "stream_options": {"include_usage": True}}

@@ -279,21 +279,19 @@ def test_single_char_and_class_patterns() -> None:
     table = build_price_table(
         {"llama-3-?b": {"input": "1", "output": "1"}, "mistral-[sm]*": {"input": "2", "output": "2"}}
     )
-    assert table.has_explicit("llama-3-8b")
-    assert not table.has_explicit("llama-3-70b")
-    assert table.has_explicit("mistral-small")
-    assert not table.has_explicit("mistral-large")
+    assert table.lookup("llama-3-8b") == table.lookup("llama-3-7b") != table.lookup("mistral-small")
+    assert table.lookup("llama-3-70b") is None
+    assert table.lookup("mistral-small") is not None
+    assert table.lookup("mistral-large") is None
 
 
 def test_default_price_and_unknown_model() -> None:
     without = build_price_table()
     assert without.lookup("totally-unknown-model") is None
-    assert not without.has_explicit("totally-unknown-model")
     with_default = build_price_table(default={"input": "1", "output": "3"})
     price = with_default.lookup("totally-unknown-model")
     assert price is not None and price.cost_nano(Usage(MILLION, MILLION)) == usd_to_nano("4")
-    assert not with_default.has_explicit("totally-unknown-model")
-    assert with_default.has_explicit("gpt-4o")
+    assert with_default.lookup("gpt-4o") is not price
     explicit = with_default.lookup("gpt-4o")
     assert explicit is not None and explicit.cost_nano(Usage(MILLION, 0)) == usd_to_nano("2.5")
 

@@ -221,10 +221,6 @@ class PriceTable:
                 return pattern_price
         return self.default
 
-    def has_explicit(self, model: str) -> bool:
-        """True when the model is priced by name or pattern (not just by the operator's default)."""
-        return model in self._exact or any(fnmatch.fnmatchcase(model, p) for p, _ in self._patterns)
-
 
 def _is_pattern(name: str) -> bool:
     return any(ch in name for ch in "*?[")

@@ -203,7 +203,9 @@ class OpenAICompatibleProvider:
             changes[output_cap_field(upstream_model)] = max_output_cap
         new_model = upstream_model if upstream_model != request.model else None
         body = request.raw
-        if removals:  # dropping keys cannot be spliced; these bodies (o1-family quirks) are re-encoded
+        if removals or request.source_format != self.wire_format:
+            # Encoded afresh: a client of another format sent other bytes (the canonical body is its
+            # translation), or keys must be dropped, which splicing cannot do (o1-family quirks).
             kept = {k: v for k, v in request.body.items() if k not in removals}
             body = orjson.dumps({**kept, "model": upstream_model, **changes})
         elif new_model is not None or changes:

@@ -153,8 +153,3 @@ def daily_costs(engine: Engine, key_id: int, since_ms: int, until_ms: int) -> li
     )
     with engine.connect() as conn:
         return [(int(d) * 86_400, model, int(cost)) for d, model, cost in conn.execute(query)]
-
-
-def count_records(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()

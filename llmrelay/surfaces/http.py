@@ -23,7 +23,6 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 REQUEST_ID_HEADER = b"x-request-id"
 OVERHEAD_HEADER = b"x-llmrelay-overhead-ms"
 _REQUEST_ID_PREFIX = os.urandom(4).hex()
