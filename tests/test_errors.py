@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime
 
 import openai
 import pytest
@@ -60,8 +62,9 @@ def test_disabled_and_expired_keys_are_refused(gateway: Gateway) -> None:
     assert reply is not None, "a disabled key must stop working within a second"
     assert_openai_error(reply.json(), "api_key_disabled")
 
-    expired = gateway.create_key("errors-expiring", "--expires", "3s")
-    time.sleep(3.1)
+    expired = gateway.create_key("errors-expiring", "--expires", "6s")
+    expires_at = json.loads(gateway.cli("keys", "show", "errors-expiring").stdout)["expires_at"]
+    time.sleep(max(0.0, datetime.fromisoformat(expires_at).timestamp() - time.time()) + 0.1)
     reply = call("POST", f"{gateway.base_url}/chat/completions", CHAT, {"Authorization": expired})
     assert reply.status == 401
     assert_openai_error(reply.json(), "api_key_expired")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from tests.conftest import Gateway, call, make_gateway, wait_until
+from tests.conftest import Gateway, Reply, call, make_gateway, wait_until
 from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 
@@ -49,6 +49,18 @@ def test_two_workers_start_on_a_fresh_database(tmp_path: Path, upstream: FakeOpe
     try:
         key = gw.create_key("two-workers")
         auth = {"Authorization": key}
+
+        def info_by_worker() -> dict[str, Reply]:
+            # Ask concurrently so that both workers answer; the request id's prefix tells which one did.
+            with ThreadPoolExecutor(8) as pool:
+                replies = list(pool.map(lambda _: call("GET", f"{gw.base_url}/user/info", headers=auth), range(32)))
+            return {r.headers["x-request-id"][:12]: r for r in replies}
+
+        def both_workers_know_the_key() -> bool:
+            seen = info_by_worker()
+            return len(seen) == 2 and all(r.status == 200 for r in seen.values())
+
+        assert wait_until(both_workers_know_the_key, timeout=6)
         client = OpenAI(api_key=key, base_url=gw.base_url, max_retries=0)
         replies = [
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"w {i}"}])
@@ -57,17 +69,12 @@ def test_two_workers_start_on_a_fresh_database(tmp_path: Path, upstream: FakeOpe
         assert all(r.choices[0].message.content for r in replies)
         spent = sum(r.usage.prompt_tokens * 150 + r.usage.completion_tokens * 600 for r in replies)
 
-        def used_by_worker() -> dict[str, Decimal]:
-            # Ask concurrently so that both workers answer; the request id's prefix tells which one did.
-            with ThreadPoolExecutor(8) as pool:
-                replies = list(pool.map(lambda _: call("GET", f"{gw.base_url}/user/info", headers=auth), range(32)))
-            return {r.headers["x-request-id"][:12]: Decimal(str(r.json()["used_usd"])) * 10**9 for r in replies}
-
         def every_worker_sees_the_spend() -> bool:
-            seen = used_by_worker()
-            return len(seen) == 2 and all(used == spent for used in seen.values())
+            seen = info_by_worker()
+            used = {Decimal(str(r.json()["used_usd"])) * 10**9 for r in seen.values()}
+            return len(seen) == 2 and used == {spent}
 
-        assert wait_until(every_worker_sees_the_spend, timeout=3)
+        assert wait_until(every_worker_sees_the_spend, timeout=6)
     finally:
         assert gw.stop() in (0, -15)
     assert "startup failed" not in gw.log()
