@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,17 @@ def test_model_patterns(names: list[str], model: str, matches: bool) -> None:
 @pytest.mark.parametrize(("name", "pattern"), [("gpt-4o", False), ("gpt-*", True), ("a?", True), ("[ab]", True)])
 def test_is_pattern(name: str, pattern: bool) -> None:
     assert is_pattern(name) is pattern
+
+
+def test_the_readme_config_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("A config file is YAML. Every option:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "llmrelay.yaml"
+    path.write_text(example)
+    config = load_config(path, {"OPENAI_API_KEY": "sk-from-env", "LLMRELAY_ADMIN_KEY": "admin"})
+    assert [c.name for c in config.channels] == ["openai", "local-vllm"]
+    assert config.channels[0].api_key == "sk-from-env" and config.channels[0].model_map == {"gpt-4": "gpt-4o"}
+    assert config.prices.lookup("gpt-4-gizmo-g-abc") is not None
+    assert config.prices.lookup("my-image-model").image_price("1024x1024/hd") == Decimal("80000000")
+    assert config.prices.lookup("never-heard-of-it") is not None  # default_price
+    assert config.max_body_bytes == 33554432 and config.admin_key == "admin"
