@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai import OpenAI
 from sqlalchemy import Engine
 
 from llmrelay.store.db import make_engine
@@ -194,6 +195,18 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> I
     gw = make_gateway(tmp_path_factory.mktemp("gateway"), upstream).start()
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="module")
+def key(gateway: Gateway, request: pytest.FixtureRequest) -> str:
+    """A key with $50 for the test module, named after it."""
+    return gateway.create_key(f"{request.module.__name__.rsplit('.', 1)[-1]}-user", quota_usd="50")
+
+
+@pytest.fixture(scope="module")
+def client(gateway: Gateway, key: str) -> OpenAI:
+    """The official SDK pointed at the gateway with the module's key (no retries: tests see every error)."""
+    return OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=30)
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

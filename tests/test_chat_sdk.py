@@ -14,16 +14,6 @@ from tests.conftest import Gateway, call
 from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 
-@pytest.fixture(scope="module")
-def key(gateway: Gateway) -> str:
-    return gateway.create_key("sdk-user", quota_usd="50")
-
-
-@pytest.fixture(scope="module")
-def client(gateway: Gateway, key: str) -> OpenAI:
-    return OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=30)
-
-
 def test_non_stream_chat_returns_the_upstream_reply_and_usage(client: OpenAI) -> None:
     reply = client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "ping non stream"}], temperature=0.2

@@ -16,16 +16,6 @@ from tests.fakes.openai_upstream import UPSTREAM_SECRET
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
 
 
-@pytest.fixture(scope="module")
-def key(gateway: Gateway) -> str:
-    return gateway.create_key("errors-user", quota_usd="20")
-
-
-@pytest.fixture(scope="module")
-def client(gateway: Gateway, key: str) -> OpenAI:
-    return OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=30)
-
-
 def assert_openai_error(reply_body: dict, code: str | None = None) -> dict:
     error = reply_body["error"]
     assert set(error) == {"message", "type", "param", "code"}

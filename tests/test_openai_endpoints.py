@@ -67,16 +67,6 @@ GPT4_ALL_PER_CALL = 20_000_000
 SPEECH_WAV = wav_bytes(2.5)  # 2.5 s of 16-bit mono 8 kHz sine: billed as 3 s
 
 
-@pytest.fixture(scope="module")
-def key(gateway: Gateway) -> str:
-    return gateway.create_key("endpoints-user", quota_usd="50")
-
-
-@pytest.fixture(scope="module")
-def client(gateway: Gateway, key: str) -> OpenAI:
-    return OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=30)
-
-
 def billed(gateway: Gateway, request_id: str) -> dict[str, Any]:
     """The usage record of a request (written asynchronously), which must have succeeded."""
     record = wait_until(lambda: record_for(gateway, request_id))

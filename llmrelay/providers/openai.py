@@ -20,7 +20,6 @@ from llmrelay.relay.errors import bad_request
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.multipart import MultipartForm
 
-_INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 _NULL_USAGE = b',"usage":null'
 _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
@@ -41,6 +40,11 @@ def usage_to_openai(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+
+
+def usage_requested(body: dict[str, Any]) -> dict[str, Any]:
+    """The change that makes an upstream stream report usage (the client's other stream options kept)."""
+    return {"stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
 
 
 def output_cap_field(model: str) -> str:
@@ -198,7 +202,7 @@ class OpenAICompatibleProvider:
     ) -> UpstreamRequest:
         changes, removals = reasoning_model_changes(request.body, upstream_model)
         if request.stream and not request.include_usage:
-            changes["stream_options"] = {**(request.body.get("stream_options") or {}), "include_usage": True}
+            changes.update(usage_requested(request.body))
         if max_output_cap is not None:
             changes[output_cap_field(upstream_model)] = max_output_cap
         new_model = upstream_model if upstream_model != request.model else None

@@ -15,7 +15,7 @@ from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
 from llmrelay.relay.request import ChatRequest
 from llmrelay.relay.routing import Route
-from llmrelay.surfaces.openai.fields import json_object, optional_bool, optional_positive_int
+from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags
 
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -37,11 +37,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
                 f"messages[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}.",
                 f"messages[{index}].role",
             )
-    stream = optional_bool(body, "stream")
-    stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise bad_request("'stream_options' must be an object.", "stream_options")
-    include_usage = bool(stream and stream_options and stream_options.get("include_usage") is True)
+    stream, include_usage = stream_flags(body)
     max_tokens = optional_positive_int(body, "max_completion_tokens") or optional_positive_int(body, "max_tokens")
     choices = optional_positive_int(body, "n") or 1
     return ChatRequest("openai", raw, body, model, stream, include_usage, max_tokens, choices)

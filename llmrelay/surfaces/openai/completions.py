@@ -7,10 +7,11 @@ from typing import Any
 from llmrelay.metering.pricing import Usage
 from llmrelay.metering.tokens import count_completion, count_text, counts_exactly, ensure_tokenizers
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.providers.openai import usage_requested
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
 from llmrelay.relay.routing import Route
-from llmrelay.surfaces.openai.fields import json_object, optional_bool, optional_positive_int
+from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
 
@@ -49,11 +50,7 @@ class CompletionJob(TokenJob):
             raise bad_request("you must provide a model parameter", "model")
         self.model = model
         self.texts, self.token_ids = prompt_pieces(body.get("prompt", ""), "prompt")
-        self.stream = optional_bool(body, "stream")
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise bad_request("'stream_options' must be an object.", "stream_options")
-        self.include_usage = bool(self.stream and options and options.get("include_usage") is True)
+        self.stream, self.include_usage = stream_flags(body)
         self.max_tokens = optional_positive_int(body, "max_tokens") or DEFAULT_MAX_TOKENS
         # best_of candidates are all generated (and billed); n of them are returned.
         self.choices = max(optional_positive_int(body, "n") or 1, optional_positive_int(body, "best_of") or 1)
@@ -69,9 +66,7 @@ class CompletionJob(TokenJob):
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         new_model = route.upstream_model if route.upstream_model != self.model else None
-        changes = {}
-        if self.stream and not self.include_usage:
-            changes["stream_options"] = {**(self.body.get("stream_options") or {}), "include_usage": True}
+        changes = usage_requested(self.body) if self.stream and not self.include_usage else {}
         return route.channel.provider.json_request(
             route.channel.config, self.path, self.raw, self.body, new_model, changes
         )

@@ -45,6 +45,15 @@ def optional_bool(body: dict[str, Any], field: str) -> bool:
     return value
 
 
+def stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(stream, the client asked for the usage chunk) from `stream` and `stream_options`."""
+    stream = optional_bool(body, "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object.", "stream_options")
+    return stream, bool(stream and options and options.get("include_usage") is True)
+
+
 def one_of(body: dict[str, Any], field: str, allowed: Collection[str], default: str | None = None) -> str | None:
     value = body.get(field, default)
     if value is None:
