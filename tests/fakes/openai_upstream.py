@@ -595,16 +595,20 @@ class FakeOpenAI:
                     await asyncio.sleep(0.1)
             for piece in pieces:
                 await response.write(piece)
-            if include_usage:
-                final = {"object": "chat.completion.chunk", **common, "choices": [], "usage": usage}
-                await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-            self.state.completed_streams += 1
+            final = {"object": "chat.completion.chunk", **common, "choices": [], "usage": usage}
+            await self._end_stream(response, final if include_usage else None)
         except (ConnectionResetError, asyncio.CancelledError):
             self.state.cancelled_streams += 1
             raise
         return response
+
+    async def _end_stream(self, response: web.StreamResponse, usage_chunk: dict[str, Any] | None) -> None:
+        """The usage-only chunk (when asked for), [DONE], and the end of the response."""
+        if usage_chunk is not None:
+            await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        self.state.completed_streams += 1
 
     # ---- the other OpenAI endpoints -------------------------------------------------------------------------
 
@@ -871,12 +875,7 @@ class FakeOpenAI:
                 for position, word in enumerate(words):
                     await response.write(chunk(("" if position == 0 else " ") + word, index))
                 await response.write(chunk("", index, c["finish_reason"]))
-            if include_usage:
-                final = {**common, "choices": [], "usage": usage}
-                await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-            self.state.completed_streams += 1
+            await self._end_stream(response, {**common, "choices": [], "usage": usage} if include_usage else None)
         except (ConnectionResetError, asyncio.CancelledError):
             self.state.cancelled_streams += 1
             raise
