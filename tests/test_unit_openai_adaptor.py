@@ -10,15 +10,11 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from llmrelay.config import ChannelConfig
+from llmrelay.formats.openai import openai_error, usage_from_openai, usage_to_openai
+from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import Channel
-from llmrelay.providers.openai import (
-    OpenAICompatibleProvider,
-    output_cap_field,
-    splice_openai_body,
-    usage_from_openai,
-    usage_to_openai,
-)
+from llmrelay.providers.openai import OpenAICompatibleProvider, output_cap_field
 from llmrelay.relay.errors import (
     RelayError,
     bad_request,
@@ -30,7 +26,7 @@ from llmrelay.relay.errors import (
 )
 from llmrelay.relay.pipeline import upstream_http_error
 from llmrelay.relay.request import ChatRequest
-from llmrelay.surfaces.openai import parse_chat_request
+from llmrelay.surfaces.openai.chat import parse_chat_request
 
 PROVIDER = OpenAICompatibleProvider()
 CHANNEL = ChannelConfig(
@@ -59,7 +55,7 @@ ODD_RAW = (
 
 def test_splice_replaces_only_the_model_bytes() -> None:
     body = json.loads(ODD_RAW)
-    out = splice_openai_body(ODD_RAW, body, "gpt-4o-2024-08-06", {})
+    out = splice_json_body(ODD_RAW, body, "gpt-4o-2024-08-06", {})
     start = ODD_RAW.index(b'"model"')
     end = ODD_RAW.index(b'"gpt-4o"  ,') + len(b'"gpt-4o"')
     new_value = b'"gpt-4o-2024-08-06"'
@@ -74,7 +70,7 @@ def test_splice_replaces_only_the_model_bytes() -> None:
 def test_splice_additions_go_after_the_first_brace() -> None:
     body = json.loads(ODD_RAW)
     additions = {"stream_options": {"include_usage": True}, "max_tokens": 42}
-    out = splice_openai_body(ODD_RAW, body, None, additions)
+    out = splice_json_body(ODD_RAW, body, None, additions)
     brace = ODD_RAW.index(b"{")
     assert out[: brace + 1] == ODD_RAW[: brace + 1]
     assert out.endswith(ODD_RAW[brace + 1 :])
@@ -85,7 +81,7 @@ def test_splice_additions_go_after_the_first_brace() -> None:
 
 def test_splice_model_and_additions_together() -> None:
     body = json.loads(ODD_RAW)
-    out = splice_openai_body(ODD_RAW, body, "my-upstream/gpt-4o", {"max_completion_tokens": 7})
+    out = splice_json_body(ODD_RAW, body, "my-upstream/gpt-4o", {"max_completion_tokens": 7})
     assert json.loads(out) == {**body, "model": "my-upstream/gpt-4o", "max_completion_tokens": 7}
     # The content string (which mentions "gpt-4o" in escaped quotes) is untouched byte for byte.
     content_bytes = b'"caf\\u00e9 \\ud83d\\ude00 \\"gpt-4o\\" \\/ "'
@@ -102,7 +98,7 @@ def test_splice_model_and_additions_together() -> None:
 )
 def test_splice_falls_back_to_re_encoding_when_the_model_text_is_ambiguous(raw: bytes) -> None:
     body = json.loads(raw)
-    out = splice_openai_body(raw, body, "gpt-4o-mapped", {"stream_options": {"include_usage": True}})
+    out = splice_json_body(raw, body, "gpt-4o-mapped", {"stream_options": {"include_usage": True}})
     parsed = json.loads(out)
     assert parsed == {**body, "model": "gpt-4o-mapped", "stream_options": {"include_usage": True}}
     nested = parsed.get("metadata") or parsed["messages"][0]
@@ -113,7 +109,7 @@ def test_splice_falls_back_when_the_client_escaped_the_model_value() -> None:
     raw = b'{"model":"gpt\\u002d4o","messages":[{"role":"user","content":"hi"}]}'
     body = json.loads(raw)
     assert body["model"] == "gpt-4o"
-    out = splice_openai_body(raw, body, "gpt-4o-mapped", {})
+    out = splice_json_body(raw, body, "gpt-4o-mapped", {})
     assert json.loads(out)["model"] == "gpt-4o-mapped"
 
 
@@ -122,14 +118,14 @@ def test_splice_maps_the_top_level_model_even_when_its_key_is_escaped() -> None:
     # which must not be the one rewritten.
     raw = b'{"\\u006dodel":"gpt-4o","metadata":{"model":"gpt-4o"},"messages":[{"role":"user","content":"hi"}]}'
     body = json.loads(raw)
-    parsed = json.loads(splice_openai_body(raw, body, "gpt-4o-mapped", {}))
+    parsed = json.loads(splice_json_body(raw, body, "gpt-4o-mapped", {}))
     assert parsed["model"] == "gpt-4o-mapped"
     assert parsed["metadata"] == {"model": "gpt-4o"}
 
 
 def test_splice_without_changes_returns_the_same_bytes() -> None:
     body = json.loads(ODD_RAW)
-    assert splice_openai_body(ODD_RAW, body, None, {}) == ODD_RAW
+    assert splice_json_body(ODD_RAW, body, None, {}) == ODD_RAW
 
 
 # ------------------------------------------------------------------------------------------ chat_request
@@ -137,7 +133,7 @@ def test_splice_without_changes_returns_the_same_bytes() -> None:
 
 def build(raw: bytes, upstream_model: str = "gpt-4o", cap: int | None = None, channel: ChannelConfig = CHANNEL):
     request = parse_chat_request(raw)
-    return request, PROVIDER.chat_request(channel, request, upstream_model, cap)
+    return request, PROVIDER.chat_request(channel, request, upstream_model, cap, 4096)
 
 
 def test_plain_request_is_forwarded_byte_for_byte() -> None:
@@ -437,7 +433,9 @@ def test_upstream_auth_error_becomes_502_without_the_channel_key() -> None:
     ],
 )
 def test_openai_error_body_shape(error: RelayError) -> None:
-    body = json.loads(error.openai_body())
+    status, raw = openai_error(error)
+    body = json.loads(raw)
+    assert status == error.status
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["message"] == error.message == str(error)
@@ -559,6 +557,6 @@ def test_a_request_from_another_client_format_sends_its_canonical_body_not_its_b
     # the client's own bytes, and their translation in OpenAI's shape.
     canonical = {"model": "gpt-4o", "messages": USER, "max_tokens": 64, "stream": True}
     request = ChatRequest("anthropic", b'{"anthropic": "bytes"}', canonical, "gpt-4o", True, False, 64, 1)
-    upstream = PROVIDER.chat_request(CHANNEL, request, "gpt-4o", None)
+    upstream = PROVIDER.chat_request(CHANNEL, request, "gpt-4o", None, 4096)
     sent = json.loads(upstream.body)
     assert sent == {**canonical, "stream_options": {"include_usage": True}}

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from llmrelay.formats.openai import OpenAIStreamTap
 from llmrelay.metering.pricing import Usage
-from llmrelay.providers.openai import OpenAIStreamTap
 from llmrelay.relay.streaming import SseSplitter
 
 # ---------------------------------------------------------------------------------- realistic OpenAI chunks

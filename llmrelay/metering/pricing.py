@@ -20,6 +20,7 @@ _PRICE_FIELDS = frozenset(
         "input",
         "output",
         "cached_input",
+        "cache_write",
         "max_output_tokens",
         "per_request",
         "per_image",
@@ -31,12 +32,15 @@ _PRICE_FIELDS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one request consumed. Tokens follow OpenAI's convention (prompt_tokens includes cached_tokens);
-    images are counted per size/quality variant, speech by input characters, audio by whole seconds."""
+    """What one request consumed. Tokens follow OpenAI's convention: prompt_tokens includes the prompt tokens
+    read from a cache (cached_tokens) and those written to one (cache_write_tokens, Anthropic's prompt
+    caching); images are counted per size/quality variant, speech by input characters, audio by whole
+    seconds."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     images: int = 0
     image_variant: str = ""
     characters: int = 0
@@ -54,6 +58,7 @@ class Price:
     input: Decimal = Decimal(0)
     output: Decimal = Decimal(0)
     cached_input: Decimal = Decimal(0)
+    cache_write: Decimal = Decimal(0)
     max_output_tokens: int = 4096
     per_request: Decimal = Decimal(0)
     per_image: Mapping[str, Decimal] = field(default_factory=dict)  # "1024x1024" or "1024x1024/hd"
@@ -69,11 +74,14 @@ class Price:
         return price
 
     def cost_exact(self, usage: Usage) -> Decimal:
-        """Cost in nano-dollars before rounding; cached prompt tokens are billed at the cached rate only."""
+        """Cost in nano-dollars before rounding; prompt tokens read from or written to a cache are billed at
+        their own rates only."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         total = (
-            (usage.prompt_tokens - cached) * self.input
+            (usage.prompt_tokens - cached - written) * self.input
             + cached * self.cached_input
+            + written * self.cache_write
             + usage.completion_tokens * self.output
             + usage.characters * self.per_character
             + usage.audio_seconds * self.per_second
@@ -103,7 +111,7 @@ def price_from_spec(spec: Mapping[str, object]) -> Price:
     unknown = set(spec) - _PRICE_FIELDS
     if unknown:
         raise MoneyError(f"unknown price field(s): {', '.join(sorted(unknown))}")
-    if not set(spec) - {"max_output_tokens", "cached_input"}:
+    if not set(spec) - {"max_output_tokens", "cached_input", "cache_write"}:
         raise MoneyError(
             "a price needs at least one of input/output (USD per 1M tokens), per_image, per_million_characters, "
             "per_minute or per_request"
@@ -120,6 +128,7 @@ def price_from_spec(spec: Mapping[str, object]) -> Price:
         input=input_rate,
         output=_usd(spec, "output", per_million),
         cached_input=_usd(spec, "cached_input", per_million) if "cached_input" in spec else input_rate,
+        cache_write=_usd(spec, "cache_write", per_million) if "cache_write" in spec else input_rate,
         max_output_tokens=max_output,
         per_request=_usd(spec, "per_request", NANO_PER_USD),
         per_image={str(variant): _usd(images, variant, NANO_PER_USD) for variant in images},

@@ -44,15 +44,22 @@ def plan_reservation(
     can afford (the cap is sent upstream), so a small balance is neither refused nor overspent.
     """
     output = requested_output if requested_output is not None else price.max_output_tokens
-    reserve = price.cost_nano(Usage(prompt_tokens, output * choices))
+    reserve = price.cost_nano(bound_usage(price, prompt_tokens, output * choices))
     if available_nano is None or reserve <= available_nano or requested_output is not None:
         return reserve, None
     per_token = price.output * choices
     if per_token <= 0:
         return reserve, None
-    spare = Decimal(available_nano) - price.cost_exact(Usage(prompt_tokens, 0))
+    spare = Decimal(available_nano) - price.cost_exact(bound_usage(price, prompt_tokens, 0))
     affordable = int(spare // per_token) if spare > 0 else 0
     if affordable < 1:
         return reserve, None  # cannot afford even one token: the reservation fails with a clear error
     cap = min(affordable, output)
-    return price.cost_nano(Usage(prompt_tokens, cap * choices)), cap
+    return price.cost_nano(bound_usage(price, prompt_tokens, cap * choices)), cap
+
+
+def bound_usage(price: Price, prompt_tokens: int, output_tokens: int) -> Usage:
+    """The costliest usage of this size: where writing a prompt cache costs more than plain input (Claude),
+    every prompt token is assumed to be written, so the bound holds whatever the upstream caches."""
+    written = prompt_tokens if price.cache_write > price.input else 0
+    return Usage(prompt_tokens, output_tokens, cache_write_tokens=written)

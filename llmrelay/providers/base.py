@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
 from llmrelay.config import ChannelConfig
+from llmrelay.formats.base import Completion, StreamDecoder
 from llmrelay.metering.pricing import Usage
+from llmrelay.relay.errors import RelayError
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.multipart import MultipartForm
 
@@ -38,6 +40,7 @@ class StreamTap(Protocol):
 
     usage: Usage | None
     done: bool  # the upstream ended the stream properly ([DONE] or its format's equivalent)
+    error_message: str | None  # an error the upstream reported mid-stream that the client has not seen yet
 
     def feed(self, event: bytes) -> bytes | None: ...
 
@@ -47,22 +50,44 @@ class StreamTap(Protocol):
 
 
 class Provider(Protocol):
-    """An outbound adaptor: pure translation functions, no I/O (the relay does the calling)."""
+    """An outbound adaptor: where to call and which codec to use, no I/O (the relay does the calling).
+
+    A chat request from a client of the provider's own wire format is forwarded as sent (`chat_request`
+    splices it), its reply relayed as it came with usage read on the side (`parse_chat_response`,
+    `stream_tap`); from any other client it is encoded from the internal shape and its reply decoded to
+    the internal shape (`decode_chat_reply`, `stream_decoder`) for the client's format to encode.
+    """
 
     wire_format: str
     capabilities: frozenset[Capability]
 
     def chat_request(
-        self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
-    ) -> UpstreamRequest: ...
+        self,
+        channel: ChannelConfig,
+        request: ChatRequest,
+        upstream_model: str,
+        max_output_cap: int | None,
+        default_max_output: int,
+    ) -> UpstreamRequest:
+        """`max_output_cap` is what the key can afford (None: no cap); `default_max_output` is the output
+        limit to send when neither the client nor the cap set one and the upstream requires one."""
+        ...
 
     def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]: ...
 
     def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> StreamTap: ...
 
+    def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]: ...
+
+    def stream_decoder(self, request: ChatRequest) -> StreamDecoder: ...
+
     def error_message(self, body: bytes) -> str: ...
 
-    # Passthrough for OpenAI-format endpoints (only on providers whose wire format is OpenAI's).
+
+@runtime_checkable
+class OpenAICompatible(Provider, Protocol):
+    """Passthrough of OpenAI's other endpoints, on providers whose wire format is OpenAI's."""
+
     def json_request(
         self,
         channel: ChannelConfig,
@@ -86,3 +111,12 @@ class Channel:
     provider: Provider
     session: aiohttp.ClientSession
     timeout: aiohttp.ClientTimeout
+
+
+def openai_passthrough(channel: Channel) -> OpenAICompatible:
+    """The channel's provider, for forwarding an OpenAI endpoint other than chat. The capability gate sends
+    such jobs only to providers that have it; this check keeps a misdeclared provider from a traceback."""
+    provider = channel.provider
+    if not isinstance(provider, OpenAICompatible):
+        raise RelayError(400, f"Channel {channel.config.name!r} cannot serve this endpoint.", code="unsupported_model")
+    return provider

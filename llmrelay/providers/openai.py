@@ -3,43 +3,33 @@
 When the client also speaks OpenAI's format the body is forwarded as the client sent it: only the model
 name (when the channel maps it), `stream_options` (so usage is always reported) and, when a key can only
 afford part of a reply, an output cap are spliced into the bytes, without decoding and re-encoding them.
+A client of another format is served from its request's internal (OpenAI) shape, encoded afresh.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from llmrelay.config import ChannelConfig
+from llmrelay.formats.base import Completion
+from llmrelay.formats.openai import (
+    OpenAIStreamTap,
+    OpenAIToChatStream,
+    choice_texts,
+    openai_error_message,
+    openai_reply_to_chat,
+    usage_from_openai,
+)
+from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import Capability, UpstreamRequest
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.multipart import MultipartForm
 
-_NULL_USAGE = b',"usage":null'
 _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-
-
-def usage_from_openai(usage: dict[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details") or {}
-    return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-    )
-
-
-def usage_to_openai(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
 
 
 def usage_requested(body: dict[str, Any]) -> dict[str, Any]:
@@ -50,141 +40,6 @@ def usage_requested(body: dict[str, Any]) -> dict[str, Any]:
 def output_cap_field(model: str) -> str:
     """Reasoning models (o1 family, gpt-5) take max_completion_tokens and reject max_tokens."""
     return "max_completion_tokens" if model.startswith(_REASONING_MODEL_PREFIXES) else "max_tokens"
-
-
-def splice_openai_body(raw: bytes, body: dict[str, Any], new_model: str | None, changes: dict[str, Any]) -> bytes:
-    """The client's bytes with the model replaced and top-level keys set, re-encoding only as a fallback.
-
-    New keys are inserted after the opening brace. The body is re-encoded instead when that would not be
-    exact: a key in `changes` already exists (even as null), or the model's encoded text is ambiguous (it
-    appears twice, or the top-level key was written with escapes and only a nested one matches).
-    """
-    if any(key in body for key in changes):
-        return orjson.dumps({**body, "model": new_model or body["model"], **changes})
-    out = raw
-    if new_model is not None:
-        pattern = re.compile(rb'"model"\s*:\s*' + re.escape(orjson.dumps(body["model"])))
-        if len(pattern.findall(out)) != 1:
-            return orjson.dumps({**body, "model": new_model, **changes})
-        out = pattern.sub(lambda _m: b'"model":' + orjson.dumps(new_model), out, count=1)
-        # Escaped key text can hide the top-level key from the pattern; check, on the rare bodies that have it.
-        if b"\\u" in raw and orjson.loads(out).get("model") != new_model:
-            return orjson.dumps({**body, "model": new_model, **changes})
-    if changes:
-        brace = out.index(b"{")
-        inserted = b"".join(orjson.dumps({k: v})[1:-1] + b"," for k, v in changes.items())
-        out = out[: brace + 1] + inserted + out[brace + 1 :]
-    return out
-
-
-def choice_texts(choice: dict[str, Any]) -> list[str]:
-    """Generated text of one choice: chat `message` or stream `delta` (content, refusal, reasoning, tool
-    calls), or a legacy completion's `text`."""
-    texts = [choice["text"]] if isinstance(choice.get("text"), str) else []
-    message = choice.get("message") or choice.get("delta")
-    if not isinstance(message, dict):
-        return texts
-    texts += [message[k] for k in ("content", "refusal", "reasoning_content") if isinstance(message.get(k), str)]
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
-    return texts
-
-
-def _sse_payload(event: bytes) -> bytes | None:
-    """The data of a one-line `data:` SSE event (what OpenAI-compatible servers send)."""
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            return line[5:].strip()
-    return None
-
-
-class OpenAIStreamTap:
-    """Passes an OpenAI SSE stream through, reading usage on the side.
-
-    - drops the usage-only chunk when the client did not ask for usage (we asked the upstream for it);
-    - removes `"usage":null` from chunks for the same reason;
-    - holds back `[DONE]` so the relay can synthesise a usage chunk first when the upstream sent none.
-    """
-
-    def __init__(self, client_wants_usage: bool, chunk_object: str = "chat.completion.chunk") -> None:
-        self.usage: Usage | None = None
-        self.done = False
-        self._client_wants_usage = client_wants_usage
-        # We asked the upstream for usage the client did not want: hide it again.
-        self._strip_null_usage = not client_wants_usage
-        self._chunk_object = chunk_object
-        self._events: list[bytes] = []
-
-    def feed(self, event: bytes) -> bytes | None:
-        if event.startswith((b"data: [DONE]", b"data:[DONE]")):
-            self.done = True
-            return None
-        if self._strip_null_usage and _NULL_USAGE in event:
-            event = event.replace(_NULL_USAGE, b"")
-        elif b'"usage"' in event:
-            event = self._take_usage(event)
-        if event:
-            self._events.append(event)
-        return event or None
-
-    def _take_usage(self, event: bytes) -> bytes:
-        payload = _sse_payload(event)
-        try:
-            chunk = orjson.loads(payload) if payload else None
-        except orjson.JSONDecodeError:
-            return event
-        if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
-            return event
-        self.usage = usage_from_openai(chunk["usage"])
-        if self._client_wants_usage:
-            return event
-        if not chunk.get("choices"):
-            return b""  # the usage-only chunk the client did not ask for
-        del chunk["usage"]
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-    def _chunks(self) -> Iterator[dict[str, Any]]:
-        """The relayed events decoded, lazily: only needed when usage must be counted or synthesised."""
-        for event in self._events:
-            payload = _sse_payload(event)
-            try:
-                chunk = orjson.loads(payload) if payload else None
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(chunk, dict):
-                yield chunk
-
-    def completion_texts(self) -> list[str]:
-        return [
-            text
-            for chunk in self._chunks()
-            for choice in chunk.get("choices") or ()
-            if isinstance(choice, dict)
-            for text in choice_texts(choice)
-        ]
-
-    def finish(self, usage: Usage) -> bytes:
-        """What ends a complete stream: a synthesised usage chunk if the client asked, then [DONE]."""
-        tail = b""
-        if self._client_wants_usage and self.usage is None:
-            first = self._first_chunk()
-            chunk = {
-                "id": first.get("id", ""),
-                "object": self._chunk_object,
-                "created": first.get("created", 0),
-                "model": first.get("model", ""),
-                "choices": [],
-                "usage": usage_to_openai(usage),
-            }
-            if first.get("system_fingerprint"):
-                chunk["system_fingerprint"] = first["system_fingerprint"]
-            tail = b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return tail + b"data: [DONE]\n\n"
-
-    def _first_chunk(self) -> dict[str, Any]:
-        return next((chunk for chunk in self._chunks() if "id" in chunk), {})
 
 
 class OpenAICompatibleProvider:
@@ -198,8 +53,14 @@ class OpenAICompatibleProvider:
         return UpstreamRequest(f"{channel.base_url}{path}", headers, body)
 
     def chat_request(
-        self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
+        self,
+        channel: ChannelConfig,
+        request: ChatRequest,
+        upstream_model: str,
+        max_output_cap: int | None,
+        default_max_output: int,
     ) -> UpstreamRequest:
+        """`default_max_output` is not needed: an OpenAI model without max_tokens writes up to its own limit."""
         changes, removals = reasoning_model_changes(request.body, upstream_model)
         if request.stream and not request.include_usage:
             changes.update(usage_requested(request.body))
@@ -213,7 +74,7 @@ class OpenAICompatibleProvider:
             kept = {k: v for k, v in request.body.items() if k not in removals}
             body = orjson.dumps({**kept, "model": upstream_model, **changes})
         elif new_model is not None or changes:
-            body = splice_openai_body(body, request.body, new_model, changes)
+            body = splice_json_body(body, request.body, new_model, changes)
         return self._upstream(channel, "/chat/completions", body, "application/json")
 
     def json_request(
@@ -230,7 +91,7 @@ class OpenAICompatibleProvider:
             if "model" not in body:  # the client relied on the endpoint's default model
                 changes = {**(changes or {}), "model": new_model}
                 new_model = None
-            raw = splice_openai_body(raw, body, new_model, changes or {})
+            raw = splice_json_body(raw, body, new_model, changes or {})
         return self._upstream(channel, path, raw, "application/json")
 
     def multipart_request(
@@ -257,20 +118,14 @@ class OpenAICompatibleProvider:
     def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> OpenAIStreamTap:
         return OpenAIStreamTap(client_wants_usage, chunk_object)
 
+    def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]:
+        return openai_reply_to_chat(body)
+
+    def stream_decoder(self, request: ChatRequest) -> OpenAIToChatStream:
+        return OpenAIToChatStream()
+
     def error_message(self, body: bytes) -> str:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return body[:500].decode("utf-8", "replace").strip() or "no error message"
-        if isinstance(parsed, dict):
-            error = parsed.get("error")
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                return error["message"]
-            if isinstance(error, str):
-                return error
-            if isinstance(parsed.get("message"), str):
-                return parsed["message"]
-        return body[:500].decode("utf-8", "replace")
+        return openai_error_message(body)
 
 
 # The first o1 models (beta) accept neither system messages nor sampling parameters other than defaults.

@@ -1,14 +1,13 @@
-"""Errors the relay raises, and how each client API expects to see them.
+"""Errors the relay raises, without rendering.
 
-A RelayError carries everything needed to answer in any surface's format; surfaces render it. Messages
-never include secrets: upstream error text passes through `scrub_secrets` before it reaches a client.
+A RelayError carries everything needed to answer in any client's format; each format's codec renders it
+(`formats/openai.py`, `formats/anthropic.py`). Messages never include secrets: upstream error text passes
+through `scrub_secrets` before it reaches a client.
 """
 
 from __future__ import annotations
 
 import re
-
-import orjson
 
 
 class RelayError(Exception):
@@ -28,11 +27,6 @@ class RelayError(Exception):
         self.type = type
         self.code = code
         self.param = param
-
-    def openai_body(self) -> bytes:
-        return orjson.dumps(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        )
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> RelayError:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from llmrelay.formats.base import ClientFormat
+from llmrelay.formats.openai import OPENAI_CLIENT
 from llmrelay.metering.pricing import Price, Usage
 from llmrelay.metering.quota import plan_reservation
 from llmrelay.metering.tokens import ensure_tokenizers
@@ -31,6 +33,7 @@ class Job:
     reply: Reply = Reply.BODY
     model: str
     stream: bool = False
+    client: ClientFormat = OPENAI_CLIENT  # the format the client speaks: errors mid-stream are written in it
 
     def bound(self, price: Price) -> Usage:
         """The most this request can consume; its cost at `price` is what the reservation holds."""
@@ -63,6 +66,12 @@ class Job:
     def transform_reply(self, body: bytes, content_type: str) -> tuple[bytes, str]:
         """The body and content type the client gets (unchanged unless a job had to ask for another form)."""
         return body, content_type
+
+    async def finish_body(self, body: bytes, content_type: str, route: Route) -> tuple[Usage, str, bytes, str]:
+        """A complete upstream reply as (usage, its source, the client's body, its content type)."""
+        usage, source = await self.meter(body, route)
+        body, content_type = self.transform_reply(body, content_type)
+        return usage, source, body, content_type
 
 
 @dataclass(slots=True)

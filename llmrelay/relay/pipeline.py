@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 
 from llmrelay.metering.money import nano_to_usd
 from llmrelay.metering.pricing import Price, PriceTable, Usage
@@ -190,8 +189,8 @@ class Relay:
             response.release()
             http.upstream_seconds += time.perf_counter() - began
         try:
-            usage, source = await job.meter(body, route)
-            body, content_type = job.transform_reply(body, response.headers.get("content-type", "application/json"))
+            content_type = response.headers.get("content-type", "application/json")
+            usage, source, body, content_type = await job.finish_body(body, content_type, route)
         except ValueError:
             raise RelayError(
                 502,
@@ -249,8 +248,9 @@ class Relay:
             tail = tap.finish(outcome.usage)
         else:
             if outcome.status == "ok":
-                outcome.status = "upstream_incomplete"
-            tail = stream_error_event(outcome.status)
+                outcome.status = "upstream_error" if tap.error_message else "upstream_incomplete"
+            failure = stream_failure(outcome.status, tap.error_message, (route.channel.config.api_key,))
+            tail = job.client.stream_error(failure)
         await http.send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _pump(
@@ -307,24 +307,17 @@ class DisconnectWatch:
         self._waiter.cancel()
 
 
-def stream_error_event(status: str) -> bytes:
-    """An OpenAI-style error event: the openai SDK raises it as an APIError mid-iteration."""
-    messages = {
-        "upstream_timeout": "The upstream stopped sending before the reply was complete (timeout).",
-        "upstream_disconnected": "The upstream connection was lost before the reply was complete.",
-        "upstream_incomplete": "The upstream ended the stream before the reply was complete.",
-    }
-    return (
-        b"data: "
-        + orjson.dumps(
-            {
-                "error": {
-                    "message": messages.get(status, "The stream failed."),
-                    "type": "upstream_error",
-                    "param": None,
-                    "code": status,
-                }
-            }
-        )
-        + b"\n\n"
-    )
+_STREAM_FAILURES = {
+    "upstream_timeout": "The upstream stopped sending before the reply was complete (timeout).",
+    "upstream_disconnected": "The upstream connection was lost before the reply was complete.",
+    "upstream_incomplete": "The upstream ended the stream before the reply was complete.",
+}
+
+
+def stream_failure(status: str, upstream_message: str | None, secrets: tuple[str, ...]) -> RelayError:
+    """The error that ends a stream which failed after it began (the client's format renders it)."""
+    if upstream_message:
+        message = "The upstream reported an error mid-stream: " + scrub_secrets(upstream_message, secrets)
+    else:
+        message = _STREAM_FAILURES.get(status, "The stream failed.")
+    return RelayError(504 if status == "upstream_timeout" else 502, message, "upstream_error", status)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -10,7 +10,10 @@ from typing import Any
 class ChatRequest:
     """A chat request in the internal (OpenAI chat completions) shape, remembering where it came from.
 
-    `raw` is the body exactly as the client sent it, so a same-format channel can forward it untouched.
+    `raw` is the body exactly as the client sent it and `native` its parsed form (the same object as `body`
+    for OpenAI clients), so a channel of the client's own format can forward it untouched; `body` is its
+    translation to the internal shape, which every other channel encodes from. `upstream_headers` are the
+    client's headers a same-format upstream should see (e.g. `anthropic-beta`).
     """
 
     source_format: str
@@ -21,3 +24,5 @@ class ChatRequest:
     include_usage: bool
     max_output_tokens: int | None
     choices: int
+    native: dict[str, Any] = field(default_factory=dict)
+    upstream_headers: dict[str, str] = field(default_factory=dict)

@@ -1,10 +1,15 @@
-"""Server-sent events: split an upstream byte stream into whole events as bytes arrive.
+"""Server-sent events: split an upstream byte stream into whole events as bytes arrive, and translate a
+stream between wire formats.
 
 There is no line-length limit: an event (a tool call with a large argument, an image) may be megabytes,
 and the buffer grows to hold it.
 """
 
 from __future__ import annotations
+
+from llmrelay.formats.base import Chunk, StreamDecoder, StreamEncoder
+from llmrelay.formats.openai import generated_texts
+from llmrelay.metering.pricing import Usage
 
 
 class SseSplitter:
@@ -47,3 +52,41 @@ class SseSplitter:
         """Bytes after the last complete event: a final event some servers end without the blank line, or
         the part of an event that a dropped connection cut off."""
         return bytes(self._buffer)
+
+
+class TranslatingTap:
+    """A stream tap for a client whose format differs from the upstream's: the upstream's decoder turns
+    each event into internal chunks, the client's encoder writes them in the client's format."""
+
+    __slots__ = ("_chunks", "_decoder", "_encoder")
+
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
+        self._decoder = decoder
+        self._encoder = encoder
+        self._chunks: list[Chunk] = []  # kept for counting, should the upstream report no usage
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._decoder.usage
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    @property
+    def error_message(self) -> str | None:
+        return self._decoder.error_message
+
+    def feed(self, event: bytes) -> bytes | None:
+        chunks = self._decoder.feed(event)
+        if not chunks:
+            return None
+        self._chunks += chunks
+        encode = self._encoder.feed
+        return b"".join([encode(chunk) for chunk in chunks]) or None
+
+    def finish(self, usage: Usage) -> bytes:
+        return self._encoder.finish(usage)
+
+    def completion_texts(self) -> list[str]:
+        return generated_texts(self._chunks)

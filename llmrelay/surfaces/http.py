@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from llmrelay.formats.openai import openai_error
 from llmrelay.relay.errors import RelayError
 
 Scope = dict[str, Any]
@@ -37,6 +38,7 @@ class HttpRequest:
         "overhead_reported",
         "path",
         "receive",
+        "render_error",
         "request_id",
         "response_started",
         "scope",
@@ -62,6 +64,8 @@ class HttpRequest:
         self.response_started = False
         self.status = 0
         self.overhead_reported = 0.0
+        # How errors are written: OpenAI's shape unless the surface that takes the request speaks another.
+        self.render_error: Callable[[RelayError], tuple[int, bytes]] = openai_error
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope["headers"]:
@@ -140,7 +144,8 @@ class HttpRequest:
         await self.respond(status, dumps(payload))
 
     async def respond_error(self, error: RelayError) -> None:
-        await self.respond(error.status, error.openai_body())
+        status, body = self.render_error(error)
+        await self.respond(status, body)
 
 
 def payload_too_large(limit: int) -> RelayError:

@@ -9,7 +9,7 @@ from llmrelay.relay.auth import authenticate
 from llmrelay.relay.jobs import Job
 from llmrelay.surfaces.http import HttpRequest
 from llmrelay.surfaces.openai import audio, completions, embeddings, images, moderations
-from llmrelay.surfaces.openai.chat import ChatJob, parse_chat_request
+from llmrelay.surfaces.openai.chat import parse_chat_job
 from llmrelay.surfaces.openai.models import list_models, retrieve_model
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def relayed(parse: Callable[[bytes, str | None], Job]) -> Handler:
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
-    "/v1/chat/completions": {"POST": relayed(lambda raw, _type: ChatJob(parse_chat_request(raw)))},
+    "/v1/chat/completions": {"POST": relayed(parse_chat_job)},
     "/v1/completions": {"POST": relayed(completions.parse_completion)},
     "/v1/embeddings": {"POST": relayed(embeddings.parse_embeddings)},
     "/v1/images/generations": {"POST": relayed(images.parse_generation)},

@@ -6,7 +6,7 @@ from typing import Any
 
 from llmrelay.metering.pricing import Usage
 from llmrelay.metering.tokens import count_completion, count_text, counts_exactly, ensure_tokenizers
-from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest, openai_passthrough
 from llmrelay.providers.openai import usage_requested
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
@@ -67,7 +67,7 @@ class CompletionJob(TokenJob):
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         new_model = route.upstream_model if route.upstream_model != self.model else None
         changes = usage_requested(self.body) if self.stream and not self.include_usage else {}
-        return route.channel.provider.json_request(
+        return openai_passthrough(route.channel).json_request(
             route.channel.config, self.path, self.raw, self.body, new_model, changes
         )
 

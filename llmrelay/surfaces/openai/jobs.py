@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmrelay.metering.pricing import Price, Usage
-from llmrelay.providers.base import UpstreamRequest
+from llmrelay.providers.base import UpstreamRequest, openai_passthrough
 from llmrelay.relay.jobs import Job
 from llmrelay.relay.routing import Route
 from llmrelay.surfaces.multipart import MultipartForm
@@ -23,7 +23,9 @@ class JsonPassthroughJob(Job):
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         new_model = route.upstream_model if route.upstream_model != self.model else None
-        return route.channel.provider.json_request(route.channel.config, self.path, self.raw, self.body, new_model)
+        return openai_passthrough(route.channel).json_request(
+            route.channel.config, self.path, self.raw, self.body, new_model
+        )
 
 
 class MultipartPassthroughJob(Job):
@@ -40,7 +42,7 @@ class MultipartPassthroughJob(Job):
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         changes = self.form_changes(route)
-        return route.channel.provider.multipart_request(route.channel.config, self.path, self.form, changes)
+        return openai_passthrough(route.channel).multipart_request(route.channel.config, self.path, self.form, changes)
 
 
 class FixedUsageJob(Job):

@@ -1,0 +1,8 @@
+"""Wire formats: one pure codec per API format (OpenAI, Anthropic), with no I/O.
+
+The internal shape is OpenAI chat completions: a request body, a `chat.completion` reply and
+`chat.completion.chunk` stream chunks as plain dicts, with usage as a `Usage`. Each codec translates its
+format to and from that shape, in both directions, so a client of any format reaches a provider of any
+format through the same pipeline. Functions are named by the direction data flows (`anthropic_to_chat`,
+`chat_to_anthropic`, ...).
+"""

@@ -1,0 +1,54 @@
+"""The interfaces every codec fills in: stream decoders and encoders, and a client format's record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llmrelay.metering.pricing import Usage
+from llmrelay.relay.errors import RelayError
+from llmrelay.relay.request import ChatRequest
+
+Chunk = dict[str, Any]  # one internal `chat.completion.chunk`
+Completion = dict[str, Any]  # one internal `chat.completion`
+
+
+class StreamDecoder(Protocol):
+    """Reads an upstream's SSE stream (one whole event at a time) into internal chunks, carrying state
+    across events; `usage` is what the upstream reported, `done` whether it ended the stream properly,
+    `error_message` the error the upstream reported mid-stream (None when it reported none)."""
+
+    usage: Usage | None
+    done: bool
+    error_message: str | None
+
+    def feed(self, event: bytes) -> list[Chunk]: ...
+
+
+class StreamEncoder(Protocol):
+    """Writes internal chunks as a client format's SSE events, carrying state across chunks."""
+
+    def feed(self, chunk: Chunk) -> bytes: ...
+
+    def finish(self, usage: Usage) -> bytes:
+        """What ends a complete stream (usage, the format's terminator), once usage is known."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFormat:
+    """What a surface needs to answer its clients in their own format.
+
+    - `encode_reply(completion, usage, request)`: the client's non-stream reply body;
+    - `stream_encoder(request)`: a fresh encoder for one stream;
+    - `render_error(error)`: the HTTP status and body of an error before any byte was sent;
+    - `stream_error(error)`: the event that ends a stream that failed after it began.
+    """
+
+    name: str
+    endpoint: str  # what usage records call a chat request in this format
+    encode_reply: Callable[[Completion, Usage, ChatRequest], bytes]
+    stream_encoder: Callable[[ChatRequest], StreamEncoder]
+    render_error: Callable[[RelayError], tuple[int, bytes]]
+    stream_error: Callable[[RelayError], bytes]

@@ -1,0 +1,81 @@
+"""The chat job: one chat request from a client of any format, to a provider of any format.
+
+When the client's format is the provider's, the client's bytes are forwarded and the reply relayed as it
+came (usage read on the side). Otherwise the request goes out encoded from the internal shape, and the
+reply comes back decoded to it and encoded in the client's format.
+"""
+
+from __future__ import annotations
+
+from llmrelay.formats.base import ClientFormat
+from llmrelay.formats.openai import generated_texts
+from llmrelay.metering.pricing import Price, Usage
+from llmrelay.metering.tokens import (
+    count_chat_prompt,
+    count_completion,
+    counts_exactly,
+    ensure_tokenizers,
+    prompt_token_bound,
+)
+from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
+from llmrelay.relay.request import ChatRequest
+from llmrelay.relay.routing import Route
+from llmrelay.relay.streaming import TranslatingTap
+
+
+class ChatJob(TokenJob):
+    capability = Capability.CHAT
+    reply = Reply.EVENTS
+
+    def __init__(self, request: ChatRequest, client: ClientFormat) -> None:
+        self.request = request
+        self.client = client
+        self.endpoint = client.endpoint
+        self.body = request.body
+        self.model = request.model
+        self.stream = request.stream
+        self.default_max_output = 4096  # replaced by the model's own limit once its price is known
+
+    def budget(self) -> TokenBudget:
+        bound = prompt_token_bound(self.body["messages"], self.body.get("tools"))
+        return TokenBudget(bound, self.request.max_output_tokens, self.request.choices)
+
+    def exact_prompt_tokens(self, upstream_model: str) -> int | None:
+        if not counts_exactly(upstream_model):
+            return None
+        return count_chat_prompt(self.body["messages"], upstream_model, self.body.get("tools"))
+
+    async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
+        # A reply without max_tokens is reserved at the model's longest; an upstream that needs an explicit
+        # limit (Anthropic) is sent that same limit, so the reservation still covers the reply.
+        self.default_max_output = price.max_output_tokens
+        return await super().plan(price, available_nano, route)
+
+    def same_format(self, route: Route) -> bool:
+        return route.channel.provider.wire_format == self.request.source_format
+
+    def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
+        return route.channel.provider.chat_request(
+            route.channel.config, self.request, route.upstream_model, cap, self.default_max_output
+        )
+
+    def stream_tap(self, route: Route) -> StreamTap:
+        provider = route.channel.provider
+        if self.same_format(route):
+            return provider.stream_tap(self.request.include_usage, "chat.completion.chunk")
+        return TranslatingTap(provider.stream_decoder(self.request), self.client.stream_encoder(self.request))
+
+    async def finish_body(self, body: bytes, content_type: str, route: Route) -> tuple[Usage, str, bytes, str]:
+        if self.same_format(route):
+            return await super().finish_body(body, content_type, route)
+        completion, usage = route.channel.provider.decode_chat_reply(body, self.request)  # ValueError -> 502
+        source = "upstream"
+        if usage is None:
+            usage, source = await self.count_usage(generated_texts([completion]), route.upstream_model), "tokenizer"
+        return usage, source, self.client.encode_reply(completion, usage, self.request), "application/json"
+
+    async def count_usage(self, completion_texts: list[str], upstream_model: str) -> Usage:
+        await ensure_tokenizers()
+        prompt = count_chat_prompt(self.body["messages"], upstream_model, self.body.get("tools"))
+        return Usage(prompt, count_completion(completion_texts, upstream_model))
