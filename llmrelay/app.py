@@ -8,7 +8,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -27,20 +27,23 @@ from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
 from llmrelay.store.db import make_engine, migrate
 from llmrelay.store.keys import changed_keys
-from llmrelay.surfaces import admin, billing, openai
+from llmrelay.surfaces import admin, anthropic, billing, openai
 from llmrelay.surfaces.http import HttpRequest, Receive, Scope, Send
+from llmrelay.surfaces.paths import PathTable
 
 log = logging.getLogger("llmrelay")
 access_log = logging.getLogger("llmrelay.access")
 T = TypeVar("T")
 
-Handler = Callable[["Gateway", HttpRequest], Awaitable[None]]
-ROUTES: dict[str, dict[str, Handler]] = {
-    **openai.ROUTES,
-    "/v1/dashboard/billing/subscription": {"GET": billing.subscription},
-    "/v1/dashboard/billing/usage": {"GET": billing.usage},
-    "/v1/user/info": {"GET": billing.user_info},
-}
+ROUTES = PathTable(
+    {
+        **openai.ROUTES,
+        **anthropic.ROUTES,
+        "/v1/dashboard/billing/subscription": {"GET": billing.subscription},
+        "/v1/dashboard/billing/usage": {"GET": billing.usage},
+        "/v1/user/info": {"GET": billing.user_info},
+    }
+)
 
 
 class Gateway:
@@ -164,14 +167,13 @@ class Gateway:
 
     async def _dispatch(self, http: HttpRequest) -> None:
         path = http.path
-        methods = ROUTES.get(path)
-        if methods is not None:
+        matched = ROUTES.match(path)
+        if matched is not None:
+            methods, http.path_params = matched
             handler = methods.get(http.method)
             if handler is None:
                 raise RelayError(405, f"Method {http.method} is not allowed on {path}.", code="method_not_allowed")
             await handler(self, http)
-        elif path.startswith("/v1/models/") and http.method == "GET":
-            await openai.retrieve_model(self, http, path[len("/v1/models/") :])
         elif path.startswith("/admin/"):
             await admin.handle(self, http, path[len("/admin/") :])
         elif path in ("/health", "/healthz"):

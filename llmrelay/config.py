@@ -1,7 +1,8 @@
 """Gateway configuration: an optional YAML file, environment variables, and safe defaults.
 
-With no file at all, OPENAI_API_KEY (and optionally OPENAI_BASE_URL) is enough: an `openai` channel serving
-the built-in OpenAI chat models is created automatically.
+With no file at all, provider keys in the environment are enough: OPENAI_API_KEY creates an `openai` channel
+serving the built-in OpenAI models, ANTHROPIC_API_KEY an `anthropic` channel serving the built-in Claude
+models (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point them elsewhere).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 import yaml
 
 from llmrelay.metering.money import MoneyError
-from llmrelay.metering.pricing import OPENAI_MODELS, PriceTable, build_price_table
+from llmrelay.metering.pricing import CLAUDE_MODELS, OPENAI_MODELS, PriceTable, build_price_table
 from llmrelay.store.db import default_database_url
 
-CHANNEL_TYPES = ("openai",)  # anthropic and gemini adaptors plug in here
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Channel types and their default base URLs, as each provider's official SDK takes them.
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+CHANNEL_TYPES = tuple(DEFAULT_BASE_URLS)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -109,7 +114,7 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     kind = str(_require(raw, "type", where, str))
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{where}: type {kind!r} is not supported (supported: {', '.join(CHANNEL_TYPES)})")
-    base_url = str(_require(raw, "base_url", where, str)).rstrip("/")
+    base_url = str(raw.get("base_url") or DEFAULT_BASE_URLS[kind]).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must start with http:// or https://")
     models = _require(raw, "models", where, list)
@@ -143,19 +148,25 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     )
 
 
+# Provider keys that create a channel on their own: (channel type, key variable, base URL variable, models).
+_AUTOMATIC_CHANNELS = (
+    ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", OPENAI_MODELS),
+    ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", CLAUDE_MODELS),
+)
+
+
 def _automatic_channels(environ: dict[str, str] | os._Environ[str]) -> list[ChannelConfig]:
-    channels = []
-    if environ.get("OPENAI_API_KEY"):
-        channels.append(
-            ChannelConfig(
-                name="openai",
-                type="openai",
-                base_url=(environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/"),
-                api_key=environ["OPENAI_API_KEY"],
-                models=OPENAI_MODELS,
-            )
+    return [
+        ChannelConfig(
+            name=kind,
+            type=kind,
+            base_url=(environ.get(base_url_variable) or DEFAULT_BASE_URLS[kind]).rstrip("/"),
+            api_key=environ[key_variable],
+            models=models,
         )
-    return channels
+        for kind, key_variable, base_url_variable, models in _AUTOMATIC_CHANNELS
+        if environ.get(key_variable)
+    ]
 
 
 def _read_yaml(path: str | os.PathLike[str] | None) -> dict[str, object]:

@@ -25,6 +25,7 @@ from openai import OpenAI
 from sqlalchemy import Engine
 
 from llmrelay.store.db import make_engine
+from tests.fakes.anthropic_upstream import ANTHROPIC_UPSTREAM_SECRET, FakeAnthropic
 from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 ADMIN_KEY = "adm-test-key-0123456789"
@@ -61,7 +62,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gateway_config(upstream: FakeOpenAI, dead_port: int, extra: str = "") -> str:
+def claude_channel(claude: FakeAnthropic | None) -> str:
+    """The config entry of a Claude channel on the fake Anthropic upstream (none without one)."""
+    if claude is None:
+        return ""
+    return f"""
+  - name: claude
+    type: anthropic
+    base_url: {claude.base_url}
+    api_key: ${{FAKE_ANTHROPIC_KEY}}
+    models: [claude-sonnet-4-5, claude-3-5-haiku-latest, claude-opus-4-6]
+    model_map: {{claude-alias: claude-sonnet-4-5}}
+    timeout: {{connect: 2, read: 2}}"""
+
+
+def gateway_config(upstream: FakeOpenAI, dead_port: int, extra: str = "", claude: FakeAnthropic | None = None) -> str:
     return f"""
 channels:
   - name: fake
@@ -78,7 +93,7 @@ channels:
     type: openai
     base_url: http://127.0.0.1:{dead_port}/v1
     api_key: sk-dead-channel-key-000000
-    models: [dead-model]
+    models: [dead-model]{claude_channel(claude)}
 prices:
   dead-model: {{input: 1, output: 1}}
   "gpt-4-gizmo-*": {{input: 10, output: 30, per_request: "0.01"}}
@@ -172,10 +187,16 @@ def upstream() -> Iterator[FakeOpenAI]:
     fake.stop()
 
 
-def make_gateway(tmp: Path, upstream: FakeOpenAI, database_url: str | None = None, extra: str = "") -> Gateway:
+def make_gateway(
+    tmp: Path,
+    upstream: FakeOpenAI,
+    database_url: str | None = None,
+    extra: str = "",
+    claude: FakeAnthropic | None = None,
+) -> Gateway:
     tmp.mkdir(parents=True, exist_ok=True)
     config_path = tmp / "llmrelay.yaml"
-    config_path.write_text(gateway_config(upstream, free_port(), extra))
+    config_path.write_text(gateway_config(upstream, free_port(), extra, claude))
     data_dir = tmp / "data"
     env = {
         **os.environ,
@@ -183,16 +204,27 @@ def make_gateway(tmp: Path, upstream: FakeOpenAI, database_url: str | None = Non
         "LLMRELAY_DATABASE_URL": database_url or f"sqlite:///{data_dir / 'llmrelay.db'}",
         "LLMRELAY_ADMIN_KEY": ADMIN_KEY,
         "FAKE_UPSTREAM_KEY": UPSTREAM_SECRET,
+        "FAKE_ANTHROPIC_KEY": ANTHROPIC_UPSTREAM_SECRET,
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     env.pop("LLMRELAY_CONFIG", None)
     env.pop("OPENAI_API_KEY", None)
+    env.pop("ANTHROPIC_API_KEY", None)
     return Gateway(free_port(), config_path, data_dir, env, log_path=tmp / "gateway.log")
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[Gateway]:
-    gw = make_gateway(tmp_path_factory.mktemp("gateway"), upstream).start()
+def claude_upstream() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI, claude_upstream: FakeAnthropic
+) -> Iterator[Gateway]:
+    gw = make_gateway(tmp_path_factory.mktemp("gateway"), upstream, claude=claude_upstream).start()
     yield gw
     gw.stop()
 

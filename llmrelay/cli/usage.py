@@ -27,11 +27,12 @@ def report(args: argparse.Namespace) -> int:
             t["requests"],
             t["prompt_tokens"],
             t["cached_tokens"],
+            t["cache_write_tokens"],
             t["completion_tokens"],
             format_usd(usd_to_nano(t["cost_usd"])),
         )
 
-    columns = ("requests", "prompt", "cached", "completion", "cost")
+    columns = ("requests", "prompt", "cached", "cache write", "completion", "cost")
     print("\nper key")
     print_table(("key", *columns), [row(k["name"], k) for k in data["keys"]] + [row("TOTAL", data["total"])])
     print("\nper model")

@@ -20,21 +20,28 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 
 def usage_from_openai(usage: dict[str, Any]) -> Usage:
-    details = usage.get("prompt_tokens_details") or {}
+    details = usage.get("prompt_tokens_details")
+    if not isinstance(details, dict):
+        details = {}
     return Usage(
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        cache_write_tokens=int(details.get("cache_write_tokens") or 0),
     )
 
 
 def usage_to_openai(usage: Usage) -> dict[str, Any]:
-    """OpenAI's usage object; prompt_tokens counts cache reads and writes, as OpenAI clients expect."""
+    """OpenAI's usage object: prompt_tokens counts cache reads and writes, as OpenAI clients expect, and the
+    details name both (`cache_write_tokens` is in the openai SDK's PromptTokensDetails)."""
+    details = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        details["cache_write_tokens"] = usage.cache_write_tokens
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "prompt_tokens_details": details,
     }
 
 

@@ -157,19 +157,6 @@ BUILTIN_PRICES: dict[str, dict[str, object]] = {
     },
     "o1-preview": {"input": "15", "cached_input": "7.50", "output": "60", "max_output_tokens": 32768},
     "o1-mini": {"input": "1.10", "cached_input": "0.55", "output": "4.40", "max_output_tokens": 65536},
-    "claude-3-opus-latest": {"input": "15", "cached_input": "1.50", "output": "75", "max_output_tokens": 4096},
-    "claude-3-5-sonnet-latest": {
-        "input": "3",
-        "cached_input": "0.30",
-        "output": "15",
-        "max_output_tokens": 8192,
-    },
-    "claude-3-5-haiku-latest": {
-        "input": "0.80",
-        "cached_input": "0.08",
-        "output": "4",
-        "max_output_tokens": 8192,
-    },
     "gemini-1.5-flash-latest": {
         "input": "0.075",
         "cached_input": "0.01875",
@@ -206,7 +193,33 @@ BUILTIN_PRICES: dict[str, dict[str, object]] = {
     "text-moderation-stable": {"input": "0"},
 }
 
-# The OpenAI models an automatic `openai` channel (OPENAI_API_KEY only) serves.
+# Claude list prices (USD per 1M tokens): input, 5-minute cache write, cache read, output; and the model's
+# longest reply, which is also what a Claude request without max_tokens is sent (Anthropic requires one).
+_CLAUDE: dict[tuple[str, ...], tuple[str, str, str, str, int]] = {
+    ("claude-3-haiku-20240307",): ("0.25", "0.30", "0.03", "1.25", 4096),
+    ("claude-3-opus-20240229", "claude-3-opus-latest"): ("15", "18.75", "1.50", "75", 4096),
+    ("claude-3-5-haiku-20241022", "claude-3-5-haiku-latest"): ("0.80", "1", "0.08", "4", 8192),
+    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-latest"): ("3", "3.75", "0.30", "15", 8192),
+    ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet-latest"): ("3", "3.75", "0.30", "15", 64000),
+    ("claude-sonnet-4-20250514", "claude-sonnet-4-0"): ("3", "3.75", "0.30", "15", 64000),
+    ("claude-opus-4-20250514", "claude-opus-4-0"): ("15", "18.75", "1.50", "75", 32000),
+    ("claude-opus-4-1-20250805", "claude-opus-4-1"): ("15", "18.75", "1.50", "75", 32000),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"): ("3", "3.75", "0.30", "15", 64000),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4-5"): ("1", "1.25", "0.10", "5", 64000),
+    ("claude-opus-4-5-20251101", "claude-opus-4-5"): ("5", "6.25", "0.50", "25", 64000),
+    ("claude-sonnet-4-6",): ("3", "3.75", "0.30", "15", 128000),
+    ("claude-opus-4-6",): ("5", "6.25", "0.50", "25", 128000),
+}
+BUILTIN_PRICES.update(
+    {
+        name: {"input": i, "cache_write": w, "cached_input": r, "output": o, "max_output_tokens": m}
+        for names, (i, w, r, o, m) in _CLAUDE.items()
+        for name in names
+    }
+)
+
+# The models an automatic channel (a provider key in the environment, no config file) serves.
+CLAUDE_MODELS: tuple[str, ...] = tuple(name for names in _CLAUDE for name in names)
 OPENAI_MODELS: tuple[str, ...] = tuple(name for name in BUILTIN_PRICES if not name.startswith(("claude-", "gemini-")))
 
 

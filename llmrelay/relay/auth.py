@@ -10,8 +10,13 @@ from llmrelay.store.cache import KeyCache, KeyState
 from llmrelay.surfaces.http import HttpRequest
 
 
-def presented_key(http: HttpRequest) -> str | None:
-    """`Authorization: Bearer sk-...` or a bare `Authorization: sk-...` (older clients send that)."""
+def presented_key(http: HttpRequest, key_header: bytes | None = None) -> str | None:
+    """The key from `key_header` (e.g. Anthropic's `x-api-key`) when the surface names one and it is sent,
+    else `Authorization: Bearer sk-...` or a bare `Authorization: sk-...` (older clients send that)."""
+    if key_header is not None:
+        value = http.header(key_header)
+        if value and value.strip():
+            return value.strip()
     value = http.header(b"authorization")
     if not value:
         return None
@@ -40,5 +45,5 @@ def check_key(cache: KeyCache, plaintext: str | None) -> KeyState:
     return key
 
 
-def authenticate(cache: KeyCache, http: HttpRequest) -> KeyState:
-    return check_key(cache, presented_key(http))
+def authenticate(cache: KeyCache, http: HttpRequest, key_header: bytes | None = None) -> KeyState:
+    return check_key(cache, presented_key(http, key_header))

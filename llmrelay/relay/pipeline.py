@@ -140,6 +140,7 @@ class Relay:
                     channel=channel.config.name,
                     prompt_tokens=usage.prompt_tokens,
                     cached_tokens=usage.cached_tokens,
+                    cache_write_tokens=usage.cache_write_tokens,
                     completion_tokens=usage.completion_tokens,
                     cost_nano=cost,
                     status=outcome.status,
@@ -277,6 +278,9 @@ class Relay:
         except aiohttp.ClientError:
             if not watcher.gone:
                 outcome.status, outcome.http_status = "upstream_disconnected", 502
+        except Exception:  # an event the tap cannot read or translate: end the client's stream with an error
+            log.exception("request %s: an upstream stream event could not be relayed", http.request_id)
+            outcome.status, outcome.http_status = "bad_upstream_stream", 502
         finally:
             watcher.stop()
         if watcher.gone:
@@ -311,6 +315,7 @@ _STREAM_FAILURES = {
     "upstream_timeout": "The upstream stopped sending before the reply was complete (timeout).",
     "upstream_disconnected": "The upstream connection was lost before the reply was complete.",
     "upstream_incomplete": "The upstream ended the stream before the reply was complete.",
+    "bad_upstream_stream": "The upstream sent a stream event this gateway cannot read.",
 }
 
 

@@ -61,6 +61,7 @@ usage_records = Table(
     Column("channel", String(200), nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("cached_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
     Column("completion_tokens", BigInteger, nullable=False),
     Column("images", BigInteger, nullable=False, server_default="0"),
     Column("characters", BigInteger, nullable=False, server_default="0"),

@@ -37,6 +37,7 @@ class UsageRecord:
     images: int = 0
     characters: int = 0
     audio_seconds: int = 0
+    cache_write_tokens: int = 0
 
 
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
@@ -92,6 +93,7 @@ def write_batch(engine: Engine, records: Sequence[UsageRecord]) -> None:
 SUMMED_FIELDS = (
     "prompt_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "completion_tokens",
     "images",
     "characters",

@@ -37,6 +37,7 @@ class HttpRequest:
         "method",
         "overhead_reported",
         "path",
+        "path_params",
         "receive",
         "render_error",
         "request_id",
@@ -57,6 +58,7 @@ class HttpRequest:
         self.send = send
         self.method: str = scope["method"]
         self.path: str = scope["path"]
+        self.path_params: dict[str, str] = {}  # the `{name}` parts of a templated route
         HttpRequest._counter += 1
         # Process-unique and cheap: a random per-process prefix and a counter (no uuid on the hot path).
         self.request_id = f"req-{_REQUEST_ID_PREFIX}{HttpRequest._counter:012x}"

@@ -4,7 +4,9 @@ It answers deterministically so tests can predict every token: the reply echoes 
 usage counts words (3 framing tokens per message + 3, like OpenAI), and `max_tokens` truncates the reply
 with finish_reason "length". Directives in the last user message steer it:
 
-    #fake:tools         reply with a tool call (streamed as id/name first, then argument fragments)
+    #fake:tools         reply with one tool call, id call_fake1 (streamed as id/name first, then argument fragments)
+    #fake:tools=N       reply with N parallel tool calls, ids call_fake_0..call_fake_<N-1>, arguments
+                        {"city": "Paris", "n": <i>}, stream index i (each streamed id/name first, then fragments)
     #fake:json          reply with a JSON object as content
     #fake:error=CODE    answer with an OpenAI error of that HTTP status
     #fake:sleep=SECS    wait before answering (timeouts)
@@ -13,6 +15,8 @@ with finish_reason "length". Directives in the last user message steer it:
     #fake:slow          stream one chunk every 100 ms for 10 s (client-disconnect tests)
     #fake:cached=N      report N cached prompt tokens
     #fake:chunks=N      split the reply into N content chunks
+
+A tool-call reply reports 12 completion tokens per call.
 
 Chat models whose name starts with "o1" also report 7 reasoning tokens, included in completion_tokens as
 OpenAI counts them.
@@ -41,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import math
 import re
 import struct
@@ -56,6 +61,7 @@ from aiohttp import web
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
 _DIRECTIVE = re.compile(r"#fake:([a-z]+)(?:=(\S+))?")
+TOOL_CALL_TOKENS = 12  # completion tokens reported per tool call
 REASONING_TOKENS = 7  # what "o1*" chat models report in completion_tokens_details.reasoning_tokens
 DEFAULT_DIMENSIONS = 8
 SPEECH_CHUNKS = 5
@@ -128,6 +134,32 @@ def _reply_words(messages: list[dict[str, Any]], limit: int | None) -> tuple[lis
     if limit is not None and len(words) > limit:
         return words[:limit], "length"
     return words, "stop"
+
+
+def tool_calls_for(directives: dict[str, str]) -> list[dict[str, Any]]:
+    """The tool calls a `#fake:tools` reply makes: bare, the single legacy call; `tools=N`, N parallel calls."""
+    if not directives.get("tools"):
+        return [
+            {
+                "id": "call_fake1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ]
+    return [
+        {
+            "id": f"call_fake_{i}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris", "n": i})},
+        }
+        for i in range(max(1, int(directives["tools"])))
+    ]
+
+
+def _fragments(text: str, pieces: int = 3) -> list[str]:
+    """`text` cut into `pieces` consecutive fragments, as a model streams tool arguments."""
+    step = -(-len(text) // pieces)
+    return [text[start : start + step] for start in range(0, len(text), step)]
 
 
 def _error(status: int, secret_in_message: bool = False) -> web.Response:
@@ -496,8 +528,9 @@ class FakeOpenAI:
         if "nousage" in directives:
             usage = None
         elif "tools" in directives:
-            usage["completion_tokens"] = 12  # type: ignore[index]
-            usage["total_tokens"] = usage["prompt_tokens"] + 12  # type: ignore[index]
+            calls_tokens = TOOL_CALL_TOKENS * len(tool_calls_for(directives))
+            usage["completion_tokens"] = calls_tokens  # type: ignore[index]
+            usage["total_tokens"] = usage["prompt_tokens"] + calls_tokens  # type: ignore[index]
         if usage is not None and str(body["model"]).startswith("o1"):
             # Reasoning models think before they answer; OpenAI counts those tokens in completion_tokens.
             usage["completion_tokens"] += REASONING_TOKENS
@@ -516,18 +549,7 @@ class FakeOpenAI:
     def _completion(self, body, directives, words, finish, usage, common) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         message: dict[str, Any] = {"role": "assistant", "content": " ".join(words), "refusal": None}
         if "tools" in directives:
-            message = {
-                "role": "assistant",
-                "content": None,
-                "refusal": None,
-                "tool_calls": [
-                    {
-                        "id": "call_fake1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                    }
-                ],
-            }
+            message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": tool_calls_for(directives)}
             finish = "tool_calls"
         elif "json" in directives:
             message["content"] = '{"answer": 42}'
@@ -558,22 +580,13 @@ class FakeOpenAI:
         for index in range(body.get("n", 1)):
             pieces.append(chunk({"role": "assistant", "content": "", "refusal": None}, index=index))
             if "tools" in directives:
-                pieces.append(
-                    chunk(
-                        {
-                            "tool_calls": [
-                                {
-                                    "index": 0,
-                                    "id": "call_fake1",
-                                    "type": "function",
-                                    "function": {"name": "get_weather", "arguments": ""},
-                                }
-                            ]
-                        }
-                    )
-                )
-                for fragment in ('{"city', '": "Par', 'is"}'):
-                    pieces.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}))
+                # Like OpenAI: each call opens with its id and name (empty arguments), then argument fragments that
+                # carry only the call's index.
+                for position, call in enumerate(tool_calls_for(directives)):
+                    opening = {**call, "index": position, "function": {**call["function"], "arguments": ""}}
+                    pieces.append(chunk({"tool_calls": [opening]}))
+                    for fragment in _fragments(call["function"]["arguments"]):
+                        pieces.append(chunk({"tool_calls": [{"index": position, "function": {"arguments": fragment}}]}))
                 pieces.append(chunk({}, "tool_calls"))
                 continue
             text_words = ['{"answer":', "42}"] if "json" in directives else words

@@ -41,6 +41,5 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/audio/translations": {"POST": relayed(audio.parse_translation)},
     "/v1/moderations": {"POST": relayed(moderations.parse_moderation)},
     "/v1/models": {"GET": list_models},
+    "/v1/models/{model:path}": {"GET": retrieve_model},
 }
-
-__all__ = ["ROUTES", "retrieve_model"]

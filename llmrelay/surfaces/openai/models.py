@@ -38,8 +38,9 @@ async def list_models(gw: Gateway, http: HttpRequest) -> None:
     await http.respond_json(200, {"object": "list", "data": data})
 
 
-async def retrieve_model(gw: Gateway, http: HttpRequest, model_id: str) -> None:
+async def retrieve_model(gw: Gateway, http: HttpRequest) -> None:
     key = authenticate(gw.keys, http)
+    model_id = http.path_params["model"]
     route = _servable(gw, key, model_id) if model_id else None
     if route is None:
         raise model_not_found(model_id)
