@@ -21,6 +21,7 @@ from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers import PROVIDERS
 from llmrelay.providers.base import Channel
 from llmrelay.providers.http import UpstreamPool
+from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.pipeline import Relay
 from llmrelay.relay.routing import Router
@@ -62,7 +63,8 @@ class Gateway:
         )
         self.pool = UpstreamPool()
         self.router = Router(())
-        self.relay = Relay(self.router, self.prices, self.ledger, self.recorder)
+        self.images = ImageFetcher(config.image_fetch)
+        self.relay = Relay(self.router, self.prices, self.ledger, self.recorder, self.images)
         self.metrics: Counter[str] = Counter()
         self.overhead_ms_total = 0.0
         self._refresher: asyncio.Task[None] | None = None
@@ -109,6 +111,7 @@ class Gateway:
             self._refresher.cancel()
         await self.recorder.close()
         await self.pool.close()
+        await self.images.close()
         await self.run_db(self.engine.dispose)
         self._db_thread.shutdown(wait=True)
 
@@ -167,10 +170,9 @@ class Gateway:
 
     async def _dispatch(self, http: HttpRequest) -> None:
         path = http.path
-        matched = ROUTES.match(path)
+        matched = ROUTES.match(path, http.method)
         if matched is not None:
-            methods, http.path_params = matched
-            handler = methods.get(http.method)
+            handler, http.path_params = matched
             if handler is None:
                 raise RelayError(405, f"Method {http.method} is not allowed on {path}.", code="method_not_allowed")
             await handler(self, http)

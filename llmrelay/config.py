@@ -2,7 +2,8 @@
 
 With no file at all, provider keys in the environment are enough: OPENAI_API_KEY creates an `openai` channel
 serving the built-in OpenAI models, ANTHROPIC_API_KEY an `anthropic` channel serving the built-in Claude
-models (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point them elsewhere).
+models, GEMINI_API_KEY (or GOOGLE_API_KEY) a `gemini` channel serving the built-in Gemini models
+(OPENAI_BASE_URL / ANTHROPIC_BASE_URL / GEMINI_BASE_URL point them elsewhere).
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from pathlib import Path
 import yaml
 
 from llmrelay.metering.money import MoneyError
-from llmrelay.metering.pricing import CLAUDE_MODELS, OPENAI_MODELS, PriceTable, build_price_table
+from llmrelay.metering.pricing import CLAUDE_MODELS, GEMINI_MODELS, OPENAI_MODELS, PriceTable, build_price_table
 from llmrelay.store.db import default_database_url
 
 # Channel types and their default base URLs, as each provider's official SDK takes them.
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
+DEFAULT_GEMINI_API_VERSION = "v1beta"  # the version every Gemini-compatible server serves
 CHANNEL_TYPES = tuple(DEFAULT_BASE_URLS)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -42,6 +45,16 @@ class ChannelConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     headers: dict[str, str] = field(default_factory=dict)
+    api_version: str = DEFAULT_GEMINI_API_VERSION  # gemini channels: the version the gateway calls
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFetchConfig:
+    """How the gateway fetches image URLs for upstreams that need images inline (Gemini)."""
+
+    allow_private_addresses: bool = False  # loopback, private, link-local and reserved addresses are refused
+    max_bytes: int = 20 * 1024 * 1024
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +71,7 @@ class Config:
     key_refresh_seconds: float = 0.5
     usage_flush_seconds: float = 0.2
     access_log: bool = False
+    image_fetch: ImageFetchConfig = field(default_factory=ImageFetchConfig)
 
 
 def interpolate_env(value: str, environ: dict[str, str] | os._Environ[str]) -> str:
@@ -132,9 +146,14 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     if not isinstance(timeout, dict):
         raise ConfigError(f"{where}: 'timeout' is a mapping with connect and read seconds")
     known = {"name", "type", "base_url", "api_key", "models", "model_map", "headers", "timeout"}
+    if kind == "gemini":
+        known.add("api_version")
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
+    api_version = str(raw.get("api_version") or DEFAULT_GEMINI_API_VERSION).strip("/")
+    if not re.fullmatch(r"v\d+(?:alpha|beta)?\d*", api_version):
+        raise ConfigError(f"{where}: api_version is a Gemini API version such as v1beta or v1")
     return ChannelConfig(
         name=name,
         type=kind,
@@ -145,28 +164,45 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
         connect_timeout=_number(timeout, "connect", 10.0, where),
         read_timeout=_number(timeout, "read", 300.0, where),
         headers={str(k): str(v) for k, v in headers.items()},
+        api_version=api_version,
     )
 
 
-# Provider keys that create a channel on their own: (channel type, key variable, base URL variable, models).
+# Provider keys that create a channel on their own: (channel type, key variables in order of preference,
+# base URL variable, models).
 _AUTOMATIC_CHANNELS = (
-    ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", OPENAI_MODELS),
-    ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", CLAUDE_MODELS),
+    ("openai", ("OPENAI_API_KEY",), "OPENAI_BASE_URL", OPENAI_MODELS),
+    ("anthropic", ("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL", CLAUDE_MODELS),
+    ("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL", GEMINI_MODELS),
 )
 
 
 def _automatic_channels(environ: dict[str, str] | os._Environ[str]) -> list[ChannelConfig]:
-    return [
-        ChannelConfig(
-            name=kind,
-            type=kind,
-            base_url=(environ.get(base_url_variable) or DEFAULT_BASE_URLS[kind]).rstrip("/"),
-            api_key=environ[key_variable],
-            models=models,
-        )
-        for kind, key_variable, base_url_variable, models in _AUTOMATIC_CHANNELS
-        if environ.get(key_variable)
-    ]
+    channels = []
+    for kind, key_variables, base_url_variable, models in _AUTOMATIC_CHANNELS:
+        api_key = next((environ[v] for v in key_variables if environ.get(v)), None)
+        if api_key:
+            base_url = (environ.get(base_url_variable) or DEFAULT_BASE_URLS[kind]).rstrip("/")
+            channels.append(ChannelConfig(name=kind, type=kind, base_url=base_url, api_key=api_key, models=models))
+    return channels
+
+
+def _image_fetch(raw: object) -> ImageFetchConfig:
+    if raw is None:
+        return ImageFetchConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("'image_fetch' is a mapping with allow_private_addresses, max_bytes and timeout")
+    unknown = set(raw) - {"allow_private_addresses", "max_bytes", "timeout"}
+    if unknown:
+        raise ConfigError(f"image_fetch: unknown option(s) {', '.join(sorted(unknown))}")
+    allow = raw.get("allow_private_addresses", False)
+    if not isinstance(allow, bool):
+        raise ConfigError("image_fetch: 'allow_private_addresses' must be true or false")
+    return ImageFetchConfig(
+        allow_private_addresses=allow,
+        max_bytes=int(_number(raw, "max_bytes", ImageFetchConfig.max_bytes, "image_fetch", int)),
+        timeout=_number(raw, "timeout", ImageFetchConfig.timeout, "image_fetch"),
+    )
 
 
 def _read_yaml(path: str | os.PathLike[str] | None) -> dict[str, object]:
@@ -218,6 +254,7 @@ def load_config(
         "admin_key",
         "server",
         "limits",
+        "image_fetch",
     }
     unknown = set(raw) - known
     if unknown:
@@ -265,4 +302,5 @@ def load_config(
         workers=workers,
         max_body_bytes=max_body,
         access_log=bool(server.get("access_log", False)),
+        image_fetch=_image_fetch(raw.get("image_fetch")),
     )

@@ -154,7 +154,7 @@ def test_openai_model_stream_rebuilds_in_the_sdk(claude: Anthropic) -> None:
         final = stream.get_final_message()
     assert text == "You said: stream gpt"
     assert final.stop_reason == "end_turn"
-    assert final.usage.input_tokens == 3 + 3 + 2 and final.usage.output_tokens == 4
+    assert final.usage.input_tokens == 3 + 3 + 3 and final.usage.output_tokens == 4
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -251,3 +251,12 @@ def test_no_quota_is_a_billing_error(gateway: Gateway) -> None:
         client.messages.create(model=CLAUDE, max_tokens=1000, messages=user("expensive"))
     assert raised.value.status_code == 402
     assert raised.value.body["error"]["type"] == "billing_error"
+
+
+def test_models_list_and_retrieve_in_anthropics_shape(claude: Anthropic) -> None:
+    ids = [model.id for model in claude.models.list()]
+    assert CLAUDE in ids and "gpt-4o" in ids
+    assert claude.models.retrieve(CLAUDE).type == "model"
+    with pytest.raises(anthropic.NotFoundError) as raised:
+        claude.models.retrieve("no-such-model")
+    assert raised.value.body["error"]["type"] == "not_found_error"

@@ -232,6 +232,24 @@ def test_automatic_channel_defaults_to_openai(env: dict[str, str]) -> None:
     assert same.base_url == "https://api.openai.com/v1"
 
 
+def test_automatic_anthropic_channel_beside_openai(env: dict[str, str]) -> None:
+    config = load_config(None, {**env, "OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-ant-a"})
+    openai_channel, claude = config.channels
+    assert (openai_channel.type, claude.type, claude.name) == ("openai", "anthropic", "anthropic")
+    assert claude.api_key == "sk-ant-a" and claude.base_url == "https://api.anthropic.com"
+    assert {"claude-sonnet-4-5", "claude-3-5-haiku-latest", "claude-opus-4-6"} <= set(claude.models)
+    assert all(m.startswith("claude-") for m in claude.models)
+    assert all(config.prices.lookup(m).cache_write > config.prices.lookup(m).input for m in claude.models)
+    (moved,) = load_config(None, {**env, "ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://c.local/"}).channels
+    assert moved.base_url == "http://c.local"
+
+
+def test_a_channels_base_url_defaults_by_type(tmp_path: Path, env: dict[str, str]) -> None:
+    text = "channels:\n  - {name: c, type: anthropic, api_key: k, models: [claude-haiku-4-5]}\n"
+    (channel,) = load(tmp_path, text, env).channels
+    assert channel.base_url == "https://api.anthropic.com"
+
+
 def test_no_key_no_channel(env: dict[str, str]) -> None:
     assert load_config(None, env).channels == ()
     assert load_config(None, {**env, "OPENAI_API_KEY": ""}).channels == ()
@@ -377,8 +395,11 @@ def test_the_readme_config_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "llmrelay.yaml"
     path.write_text(example)
     config = load_config(path, {"OPENAI_API_KEY": "sk-from-env", "LLMRELAY_ADMIN_KEY": "admin"})
-    assert [c.name for c in config.channels] == ["openai", "local-vllm"]
+    assert [c.name for c in config.channels] == ["openai", "local-vllm", "claude"]
     assert config.channels[0].api_key == "sk-from-env" and config.channels[0].model_map == {"gpt-4": "gpt-4o"}
+    claude = config.channels[2]
+    assert (claude.type, claude.base_url, claude.api_key) == ("anthropic", "https://api.anthropic.com", "")
+    assert config.prices.lookup("claude-sonnet-4-5").cache_write == Decimal("3750")
     assert config.prices.lookup("gpt-4-gizmo-g-abc") is not None
     assert config.prices.lookup("my-image-model").image_price("1024x1024/hd") == Decimal("80000000")
     assert config.prices.lookup("never-heard-of-it") is not None  # default_price

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.request import ChatRequest
@@ -52,3 +54,21 @@ class ClientFormat:
     stream_encoder: Callable[[ChatRequest], StreamEncoder]
     render_error: Callable[[RelayError], tuple[int, bytes]]
     stream_error: Callable[[RelayError], bytes]
+
+
+def upstream_error_message(body: bytes) -> str:
+    """The message of an upstream's error body. OpenAI, Anthropic and Gemini all put it at
+    `error.message`; other servers send `{"error": "..."}`, `{"message": ...}` or plain text."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+        if isinstance(parsed.get("message"), str):
+            return parsed["message"]
+    return body[:500].decode("utf-8", "replace").strip() or "no error message"

@@ -71,6 +71,19 @@ def generated_texts(replies: Iterator[Chunk] | list[Chunk]) -> list[str]:
     ]
 
 
+def http_image_urls(body: dict[str, Any]) -> list[str]:
+    """The http(s) image URLs of a chat request's messages (data URIs excluded), in order."""
+    urls = []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            image = part.get("image_url") if isinstance(part, dict) and part.get("type") == "image_url" else None
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                urls.append(url)
+    return urls
+
+
 def sse_data(event: bytes) -> bytes | None:
     """The data of a one-line `data:` SSE event (what OpenAI-compatible servers send)."""
     for line in event.split(b"\n"):
@@ -251,23 +264,6 @@ def openai_error(error: RelayError) -> tuple[int, bytes]:
 def openai_stream_error(error: RelayError) -> bytes:
     """An error event in an OpenAI stream: the openai SDK raises it as an APIError mid-iteration."""
     return data_event(openai_error_body(error))
-
-
-def openai_error_message(body: bytes) -> str:
-    """The message of an OpenAI-style error body (or its text, for servers that send something else)."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:500].decode("utf-8", "replace").strip() or "no error message"
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(parsed.get("message"), str):
-            return parsed["message"]
-    return body[:500].decode("utf-8", "replace")
 
 
 OPENAI_CLIENT = ClientFormat(

@@ -157,18 +157,6 @@ BUILTIN_PRICES: dict[str, dict[str, object]] = {
     },
     "o1-preview": {"input": "15", "cached_input": "7.50", "output": "60", "max_output_tokens": 32768},
     "o1-mini": {"input": "1.10", "cached_input": "0.55", "output": "4.40", "max_output_tokens": 65536},
-    "gemini-1.5-flash-latest": {
-        "input": "0.075",
-        "cached_input": "0.01875",
-        "output": "0.30",
-        "max_output_tokens": 8192,
-    },
-    "gemini-1.5-pro-latest": {
-        "input": "1.25",
-        "cached_input": "0.3125",
-        "output": "5",
-        "max_output_tokens": 8192,
-    },
     "gpt-3.5-turbo-instruct": {"input": "1.50", "output": "2", "max_output_tokens": 4096},
     "text-embedding-ada-002": {"input": "0.10"},
     "text-embedding-3-small": {"input": "0.02"},
@@ -218,8 +206,27 @@ BUILTIN_PRICES.update(
     }
 )
 
+# Gemini list prices (USD per 1M tokens, prompts up to 200k tokens): input, cached input, output; longest reply.
+_GEMINI: dict[tuple[str, ...], tuple[str, str, str, int]] = {
+    ("gemini-1.5-flash", "gemini-1.5-flash-latest", "gemini-1.5-flash-002"): ("0.075", "0.01875", "0.30", 8192),
+    ("gemini-1.5-pro", "gemini-1.5-pro-latest", "gemini-1.5-pro-002"): ("1.25", "0.3125", "5", 8192),
+    ("gemini-2.0-flash", "gemini-2.0-flash-001"): ("0.10", "0.025", "0.40", 8192),
+    ("gemini-2.0-flash-lite", "gemini-2.0-flash-lite-001"): ("0.075", "0.075", "0.30", 8192),
+    ("gemini-2.5-flash-lite",): ("0.10", "0.01", "0.40", 65536),
+    ("gemini-2.5-flash",): ("0.30", "0.03", "2.50", 65536),
+    ("gemini-2.5-pro",): ("1.25", "0.125", "10", 65536),
+}
+BUILTIN_PRICES.update(
+    {
+        name: {"input": i, "cached_input": c, "output": o, "max_output_tokens": m}
+        for names, (i, c, o, m) in _GEMINI.items()
+        for name in names
+    }
+)
+
 # The models an automatic channel (a provider key in the environment, no config file) serves.
 CLAUDE_MODELS: tuple[str, ...] = tuple(name for names in _CLAUDE for name in names)
+GEMINI_MODELS: tuple[str, ...] = tuple(name for names in _GEMINI for name in names)
 OPENAI_MODELS: tuple[str, ...] = tuple(name for name in BUILTIN_PRICES if not name.startswith(("claude-", "gemini-")))
 
 

@@ -14,13 +14,12 @@ from llmrelay.formats.anthropic import (
     ANTHROPIC_VERSION,
     AnthropicPassthroughTap,
     AnthropicToChatStream,
-    anthropic_error_message,
     anthropic_reply_to_chat,
     anthropic_reply_usage,
     chat_to_anthropic,
     uses_json_tool,
 )
-from llmrelay.formats.base import Completion
+from llmrelay.formats.base import Completion, upstream_error_message
 from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import Capability, UpstreamRequest
@@ -33,6 +32,7 @@ COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 class AnthropicProvider:
     wire_format = "anthropic"
     capabilities = frozenset({Capability.CHAT})
+    inlines_images = False  # Claude fetches image URLs itself (a `url` image source)
 
     def upstream(
         self, channel: ChannelConfig, path: str, body: bytes, client_headers: dict[str, str] | None = None
@@ -83,4 +83,4 @@ class AnthropicProvider:
         return AnthropicToChatStream(uses_json_tool(request.body))
 
     def error_message(self, body: bytes) -> str:
-        return anthropic_error_message(body)
+        return upstream_error_message(body)

@@ -60,6 +60,7 @@ class Provider(Protocol):
 
     wire_format: str
     capabilities: frozenset[Capability]
+    inlines_images: bool  # http(s) image URLs must be fetched and sent inline (the request's inline_images)
 
     def chat_request(
         self,

@@ -13,12 +13,11 @@ from typing import Any
 import orjson
 
 from llmrelay.config import ChannelConfig
-from llmrelay.formats.base import Completion
+from llmrelay.formats.base import Completion, upstream_error_message
 from llmrelay.formats.openai import (
     OpenAIStreamTap,
     OpenAIToChatStream,
     choice_texts,
-    openai_error_message,
     openai_reply_to_chat,
     usage_from_openai,
 )
@@ -45,6 +44,7 @@ def output_cap_field(model: str) -> str:
 class OpenAICompatibleProvider:
     wire_format = "openai"
     capabilities = frozenset(Capability)
+    inlines_images = False  # OpenAI-compatible servers fetch image URLs themselves
 
     def _upstream(self, channel: ChannelConfig, path: str, body: bytes, content_type: str) -> UpstreamRequest:
         headers = {"Content-Type": content_type, **channel.headers}
@@ -125,7 +125,7 @@ class OpenAICompatibleProvider:
         return OpenAIToChatStream()
 
     def error_message(self, body: bytes) -> str:
-        return openai_error_message(body)
+        return upstream_error_message(body)
 
 
 # The first o1 models (beta) accept neither system messages nor sampling parameters other than defaults.

@@ -8,7 +8,7 @@ reply comes back decoded to it and encoded in the client's format.
 from __future__ import annotations
 
 from llmrelay.formats.base import ClientFormat
-from llmrelay.formats.openai import generated_texts
+from llmrelay.formats.openai import generated_texts, http_image_urls
 from llmrelay.metering.pricing import Price, Usage
 from llmrelay.metering.tokens import (
     count_chat_prompt,
@@ -18,6 +18,8 @@ from llmrelay.metering.tokens import (
     prompt_token_bound,
 )
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.providers.images import ImageFetcher, ImageFetchError
+from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
 from llmrelay.relay.request import ChatRequest
 from llmrelay.relay.routing import Route
@@ -54,6 +56,16 @@ class ChatJob(TokenJob):
 
     def same_format(self, route: Route) -> bool:
         return route.channel.provider.wire_format == self.request.source_format
+
+    async def prepare(self, route: Route, images: ImageFetcher) -> None:
+        provider = route.channel.provider
+        if provider.inlines_images and not self.same_format(route):
+            urls = http_image_urls(self.body)
+            if urls:
+                try:
+                    self.request.inline_images = await images.fetch_all(urls)
+                except ImageFetchError as exc:
+                    raise bad_request(str(exc), "messages", "invalid_image_url") from None
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         return route.channel.provider.chat_request(

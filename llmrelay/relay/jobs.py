@@ -14,6 +14,7 @@ from llmrelay.metering.pricing import Price, Usage
 from llmrelay.metering.quota import plan_reservation
 from llmrelay.metering.tokens import ensure_tokenizers
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
+from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.routing import Route
 
 
@@ -42,6 +43,10 @@ class Job:
     async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
         """(nano-dollars to reserve, output-token cap to impose or None)."""
         return price.cost_nano(self.bound(price)), None
+
+    async def prepare(self, route: Route, images: ImageFetcher) -> None:
+        """Anything the upstream request needs fetched first (images for an upstream that takes them only
+        inline); most jobs need nothing."""
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         raise NotImplementedError

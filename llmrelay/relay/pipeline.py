@@ -19,6 +19,7 @@ from llmrelay.metering.pricing import Price, PriceTable, Usage
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers.base import Capability, Channel, StreamTap, UpstreamRequest
+from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import (
     RelayError,
     bad_request,
@@ -77,11 +78,19 @@ def upstream_http_error(status: int, message: str, channel: Channel) -> RelayErr
 class Relay:
     """Runs any Job: route → price → reserve → call → relay → meter → settle → record."""
 
-    def __init__(self, router: Router, prices: PriceTable, ledger: QuotaLedger, recorder: UsageRecorder) -> None:
+    def __init__(
+        self,
+        router: Router,
+        prices: PriceTable,
+        ledger: QuotaLedger,
+        recorder: UsageRecorder,
+        images: ImageFetcher,
+    ) -> None:
         self.router = router
         self.prices = prices
         self.ledger = ledger
         self.recorder = recorder
+        self.images = images
 
     def route_and_price(self, key: KeyState, model: str, capability: Capability | None = None) -> tuple[Route, Price]:
         """The route and price for a model this key may use, or the 404/400 the client should see."""
@@ -109,6 +118,7 @@ class Relay:
         outcome = Outcome()
         channel = route.channel
         try:
+            await job.prepare(route, self.images)
             upstream = job.upstream_request(route, cap)
             if job.reply is Reply.EVENTS and job.stream:
                 await self._relay_events(http, job, route, upstream, outcome)

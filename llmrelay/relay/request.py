@@ -26,3 +26,5 @@ class ChatRequest:
     choices: int
     native: dict[str, Any] = field(default_factory=dict)
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    # http(s) image URL -> (mime type, base64 data), fetched for an upstream that takes images only inline
+    inline_images: dict[str, tuple[str, str]] = field(default_factory=dict)

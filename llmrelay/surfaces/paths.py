@@ -36,13 +36,21 @@ class PathTable:
         self._exact = {path: methods for path, methods in routes.items() if "{" not in path}
         self._templates = [(compile_template(path), methods) for path, methods in routes.items() if "{" in path]
 
-    def match(self, path: str) -> tuple[Methods, dict[str, str]] | None:
-        """The methods served at `path` and the path's parameters, or None."""
+    def match(self, path: str, method: str) -> tuple[Handler | None, dict[str, str]] | None:
+        """The handler for `method` at `path` (None: the path exists, the method does not) and the path's
+        parameters; None when no route has this path. Templates are tried in order, and one
+        whose path matches but not its method lets a later template serve the method (`GET /v1/models/{id}`
+        beside `POST /v1/models/{model}:generateContent`)."""
         methods = self._exact.get(path)
         if methods is not None:
-            return methods, {}
+            return methods.get(method), {}
+        first: tuple[Handler | None, dict[str, str]] | None = None
         for pattern, methods in self._templates:
             found = pattern.match(path)
-            if found is not None:
-                return methods, found.groupdict()
-        return None
+            if found is None:
+                continue
+            handler = methods.get(method)
+            if handler is not None:
+                return handler, found.groupdict()
+            first = first or (None, found.groupdict())
+        return first
