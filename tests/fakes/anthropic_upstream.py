@@ -58,16 +58,14 @@ output_tokens 1, message_delta the final cumulative output_tokens. count_tokens 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
-import threading
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.fakes.openai_upstream import FakeState, Received
+from tests.fakes.server import FakeServer, Received
 
 ANTHROPIC_UPSTREAM_SECRET = "sk-ant-upstream-SECRET-do-not-leak-0123456789"
 
@@ -527,44 +525,12 @@ def _is_text_delta(event: dict[str, Any]) -> bool:
     return event["type"] == "content_block_delta" and event["delta"]["type"] == "text_delta"
 
 
-class FakeAnthropic:
-    """Runs on its own event loop in a background thread, on 127.0.0.1 and an ephemeral port."""
+class FakeAnthropic(FakeServer):
+    """The Anthropic Messages API; its base URL has no /v1, as the anthropic SDK takes it."""
 
-    def __init__(self) -> None:
-        self.state = FakeState()
-        self.port = 0
-        self._ids = itertools.count(1)
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        """The base URL as the anthropic SDK takes it: without /v1."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeAnthropic:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def requests_with(self, marker: str) -> list[Received]:
-        return [r for r in self.state.requests if marker.encode() in r.raw]
 
     async def _admit(
         self, request: web.Request, allowed: frozenset[str], *, needs_max_tokens: bool

@@ -49,15 +49,16 @@ import json
 import math
 import re
 import struct
-import threading
 import time
 import wave
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import FakeServer, Received
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
 _DIRECTIVE = re.compile(r"#fake:([a-z]+)(?:=(\S+))?")
@@ -85,24 +86,6 @@ _SPEECH_MAGIC = {
 INVALID_AUDIO_MESSAGE = (
     "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm']"
 )
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    raw: bytes
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return orjson.loads(self.raw)
-
-
-@dataclass
-class FakeState:
-    requests: list[Received] = field(default_factory=list)
-    cancelled_streams: int = 0
-    completed_streams: int = 0
 
 
 def _text_of(content: Any) -> str:
@@ -454,27 +437,14 @@ def completion_prompt_tokens(prompt: str | list[int]) -> int:
     return len(prompt) if isinstance(prompt, list) else len(prompt.split())
 
 
-class FakeOpenAI:
-    """Runs on its own event loop in a background thread, on 127.0.0.1 and an ephemeral port."""
-
-    def __init__(self) -> None:
-        self.state = FakeState()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+class FakeOpenAI(FakeServer):
+    """The OpenAI API; its base URL ends in /v1, as the openai SDK takes it."""
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> FakeOpenAI:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/v1/images/generations", self.image_generations)
@@ -485,19 +455,6 @@ class FakeOpenAI:
         app.router.add_post("/v1/audio/translations", self.translations)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/moderations", self.moderations)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def requests_with(self, marker: str) -> list[Received]:
-        return [r for r in self.state.requests if marker.encode() in r.raw]
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
