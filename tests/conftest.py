@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from llmrelay.store.db import make_engine
 from tests.fakes.anthropic_upstream import ANTHROPIC_UPSTREAM_SECRET, FakeAnthropic
+from tests.fakes.gemini_upstream import GEMINI_UPSTREAM_SECRET, FakeGemini
 from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 ADMIN_KEY = "adm-test-key-0123456789"
@@ -76,7 +77,27 @@ def claude_channel(claude: FakeAnthropic | None) -> str:
     timeout: {{connect: 2, read: 2}}"""
 
 
-def gateway_config(upstream: FakeOpenAI, dead_port: int, extra: str = "", claude: FakeAnthropic | None = None) -> str:
+def gemini_channel(gemini: FakeGemini | None) -> str:
+    """The config entry of a Gemini channel on the fake Gemini upstream (none without one)."""
+    if gemini is None:
+        return ""
+    return f"""
+  - name: gemini
+    type: gemini
+    base_url: {gemini.base_url}
+    api_key: ${{FAKE_GEMINI_KEY}}
+    models: [gemini-2.0-flash, gemini-2.5-flash, gemini-1.5-pro-latest]
+    model_map: {{gemini-alias: gemini-2.0-flash}}
+    timeout: {{connect: 2, read: 2}}"""
+
+
+def gateway_config(
+    upstream: FakeOpenAI,
+    dead_port: int,
+    extra: str = "",
+    claude: FakeAnthropic | None = None,
+    gemini: FakeGemini | None = None,
+) -> str:
     return f"""
 channels:
   - name: fake
@@ -93,7 +114,7 @@ channels:
     type: openai
     base_url: http://127.0.0.1:{dead_port}/v1
     api_key: sk-dead-channel-key-000000
-    models: [dead-model]{claude_channel(claude)}
+    models: [dead-model]{claude_channel(claude)}{gemini_channel(gemini)}
 prices:
   dead-model: {{input: 1, output: 1}}
   "gpt-4-gizmo-*": {{input: 10, output: 30, per_request: "0.01"}}
@@ -193,10 +214,11 @@ def make_gateway(
     database_url: str | None = None,
     extra: str = "",
     claude: FakeAnthropic | None = None,
+    gemini: FakeGemini | None = None,
 ) -> Gateway:
     tmp.mkdir(parents=True, exist_ok=True)
     config_path = tmp / "llmrelay.yaml"
-    config_path.write_text(gateway_config(upstream, free_port(), extra, claude))
+    config_path.write_text(gateway_config(upstream, free_port(), extra, claude, gemini))
     data_dir = tmp / "data"
     env = {
         **os.environ,
@@ -205,11 +227,13 @@ def make_gateway(
         "LLMRELAY_ADMIN_KEY": ADMIN_KEY,
         "FAKE_UPSTREAM_KEY": UPSTREAM_SECRET,
         "FAKE_ANTHROPIC_KEY": ANTHROPIC_UPSTREAM_SECRET,
+        "FAKE_GEMINI_KEY": GEMINI_UPSTREAM_SECRET,
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     env.pop("LLMRELAY_CONFIG", None)
     env.pop("OPENAI_API_KEY", None)
-    env.pop("ANTHROPIC_API_KEY", None)
+    for variable in ("ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        env.pop(variable, None)
     return Gateway(free_port(), config_path, data_dir, env, log_path=tmp / "gateway.log")
 
 
@@ -221,10 +245,21 @@ def claude_upstream() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="session")
+def gemini_upstream() -> Iterator[FakeGemini]:
+    fake = FakeGemini().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI, claude_upstream: FakeAnthropic
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: FakeOpenAI,
+    claude_upstream: FakeAnthropic,
+    gemini_upstream: FakeGemini,
 ) -> Iterator[Gateway]:
-    gw = make_gateway(tmp_path_factory.mktemp("gateway"), upstream, claude=claude_upstream).start()
+    tmp = tmp_path_factory.mktemp("gateway")
+    gw = make_gateway(tmp, upstream, claude=claude_upstream, gemini=gemini_upstream).start()
     yield gw
     gw.stop()
 

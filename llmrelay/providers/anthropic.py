@@ -70,7 +70,7 @@ class AnthropicProvider:
     def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]:
         return anthropic_reply_usage(body)
 
-    def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> AnthropicPassthroughTap:
+    def chat_stream_tap(self, request: ChatRequest) -> AnthropicPassthroughTap:
         return AnthropicPassthroughTap()  # Anthropic streams always carry usage; nothing to add or strip
 
     def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]:

@@ -54,7 +54,7 @@ class Provider(Protocol):
 
     A chat request from a client of the provider's own wire format is forwarded as sent (`chat_request`
     splices it), its reply relayed as it came with usage read on the side (`parse_chat_response`,
-    `stream_tap`); from any other client it is encoded from the internal shape and its reply decoded to
+    `chat_stream_tap`); from any other client it is encoded from the internal shape and its reply decoded to
     the internal shape (`decode_chat_reply`, `stream_decoder`) for the client's format to encode.
     """
 
@@ -76,7 +76,7 @@ class Provider(Protocol):
 
     def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]: ...
 
-    def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> StreamTap: ...
+    def chat_stream_tap(self, request: ChatRequest) -> StreamTap: ...
 
     def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]: ...
 
@@ -88,6 +88,8 @@ class Provider(Protocol):
 @runtime_checkable
 class OpenAICompatible(Provider, Protocol):
     """Passthrough of OpenAI's other endpoints, on providers whose wire format is OpenAI's."""
+
+    def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> StreamTap: ...
 
     def json_request(
         self,

@@ -118,6 +118,9 @@ class OpenAICompatibleProvider:
     def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> OpenAIStreamTap:
         return OpenAIStreamTap(client_wants_usage, chunk_object)
 
+    def chat_stream_tap(self, request: ChatRequest) -> OpenAIStreamTap:
+        return OpenAIStreamTap(request.include_usage, "chat.completion.chunk")
+
     def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]:
         return openai_reply_to_chat(body)
 

@@ -10,11 +10,16 @@ from llmrelay.store.cache import KeyCache, KeyState
 from llmrelay.surfaces.http import HttpRequest
 
 
-def presented_key(http: HttpRequest, key_header: bytes | None = None) -> str | None:
-    """The key from `key_header` (e.g. Anthropic's `x-api-key`) when the surface names one and it is sent,
-    else `Authorization: Bearer sk-...` or a bare `Authorization: sk-...` (older clients send that)."""
+def presented_key(http: HttpRequest, key_header: bytes | None = None, key_query: str | None = None) -> str | None:
+    """The key from `key_header` (Anthropic's `x-api-key`, Google's `x-goog-api-key`) or the `key_query`
+    parameter (Google's `?key=`) when the surface names them and they are sent, else `Authorization: Bearer
+    sk-...` or a bare `Authorization: sk-...` (older clients send that)."""
     if key_header is not None:
         value = http.header(key_header)
+        if value and value.strip():
+            return value.strip()
+    if key_query is not None:
+        value = http.query().get(key_query)
         if value and value.strip():
             return value.strip()
     value = http.header(b"authorization")
@@ -45,5 +50,7 @@ def check_key(cache: KeyCache, plaintext: str | None) -> KeyState:
     return key
 
 
-def authenticate(cache: KeyCache, http: HttpRequest, key_header: bytes | None = None) -> KeyState:
-    return check_key(cache, presented_key(http, key_header))
+def authenticate(
+    cache: KeyCache, http: HttpRequest, key_header: bytes | None = None, key_query: str | None = None
+) -> KeyState:
+    return check_key(cache, presented_key(http, key_header, key_query))

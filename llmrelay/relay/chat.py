@@ -19,11 +19,13 @@ from llmrelay.metering.tokens import (
 )
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
 from llmrelay.providers.images import ImageFetcher, ImageFetchError
-from llmrelay.relay.errors import bad_request
-from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
+from llmrelay.relay.errors import RelayError, bad_request
+from llmrelay.relay.jobs import SSE_HEADERS, Reply, TokenBudget, TokenJob
 from llmrelay.relay.request import ChatRequest
 from llmrelay.relay.routing import Route
-from llmrelay.relay.streaming import TranslatingTap
+from llmrelay.relay.streaming import JsonArrayTap, TranslatingTap
+
+JSON_ARRAY_HEADERS = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
 class ChatJob(TokenJob):
@@ -38,6 +40,7 @@ class ChatJob(TokenJob):
         self.model = request.model
         self.stream = request.stream
         self.default_max_output = 4096  # replaced by the model's own limit once its price is known
+        self._array: JsonArrayTap | None = None  # the framing of a stream sent as a JSON array
 
     def budget(self) -> TokenBudget:
         bound = prompt_token_bound(self.body["messages"], self.body.get("tools"))
@@ -75,8 +78,19 @@ class ChatJob(TokenJob):
     def stream_tap(self, route: Route) -> StreamTap:
         provider = route.channel.provider
         if self.same_format(route):
-            return provider.stream_tap(self.request.include_usage, "chat.completion.chunk")
-        return TranslatingTap(provider.stream_decoder(self.request), self.client.stream_encoder(self.request))
+            tap: StreamTap = provider.chat_stream_tap(self.request)
+        else:
+            tap = TranslatingTap(provider.stream_decoder(self.request), self.client.stream_encoder(self.request))
+        if not self.request.sse:
+            self._array = tap = JsonArrayTap(tap)
+        return tap
+
+    def stream_headers(self) -> list[tuple[bytes, bytes]]:
+        return SSE_HEADERS if self.request.sse else JSON_ARRAY_HEADERS
+
+    def stream_failure(self, error: RelayError) -> bytes:
+        event = super().stream_failure(error)
+        return self._array.fail(event) if self._array is not None else event
 
     async def finish_body(self, body: bytes, content_type: str, route: Route) -> tuple[Usage, str, bytes, str]:
         if self.same_format(route):

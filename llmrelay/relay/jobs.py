@@ -15,7 +15,14 @@ from llmrelay.metering.quota import plan_reservation
 from llmrelay.metering.tokens import ensure_tokenizers
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
 from llmrelay.providers.images import ImageFetcher
+from llmrelay.relay.errors import RelayError
 from llmrelay.relay.routing import Route
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # tell nginx-style proxies in front of us not to buffer the stream
+]
 
 
 class Reply(StrEnum):
@@ -57,6 +64,13 @@ class Job:
 
     def stream_tap(self, route: Route) -> StreamTap:
         raise NotImplementedError
+
+    def stream_headers(self) -> list[tuple[bytes, bytes]]:
+        return SSE_HEADERS
+
+    def stream_failure(self, error: RelayError) -> bytes:
+        """What ends the client's stream when it failed after it began: an error in the client's format."""
+        return self.client.stream_error(error)
 
     async def meter_stream(self, tap: StreamTap, route: Route) -> tuple[Usage, str]:
         """Usage of a (possibly cut short) event stream."""

@@ -38,12 +38,6 @@ from llmrelay.surfaces.http import HttpRequest
 
 log = logging.getLogger("llmrelay.relay")
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),  # tell nginx-style proxies in front of us not to buffer the stream
-]
-
 
 @dataclass(slots=True)
 class Outcome:
@@ -244,7 +238,7 @@ class Relay:
                 raise RelayError(
                     502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
                 )
-            await http.start_response(200, SSE_HEADERS)
+            await http.start_response(200, job.stream_headers())
             tap = job.stream_tap(route)
             client_gone = await self._pump(http, response, tap, outcome)
         finally:
@@ -261,7 +255,7 @@ class Relay:
             if outcome.status == "ok":
                 outcome.status = "upstream_error" if tap.error_message else "upstream_incomplete"
             failure = stream_failure(outcome.status, tap.error_message, (route.channel.config.api_key,))
-            tail = job.client.stream_error(failure)
+            tail = job.stream_failure(failure)
         await http.send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def _pump(

@@ -26,5 +26,6 @@ class ChatRequest:
     choices: int
     native: dict[str, Any] = field(default_factory=dict)
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    sse: bool = True  # a stream goes to the client as server-sent events (Gemini's clients may ask for a JSON array)
     # http(s) image URL -> (mime type, base64 data), fetched for an upstream that takes images only inline
     inline_images: dict[str, tuple[str, str]] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from llmrelay.formats.base import Chunk, StreamDecoder, StreamEncoder
 from llmrelay.formats.openai import generated_texts
 from llmrelay.metering.pricing import Usage
+from llmrelay.providers.base import StreamTap
 
 
 class SseSplitter:
@@ -90,3 +91,50 @@ class TranslatingTap:
 
     def completion_texts(self) -> list[str]:
         return generated_texts(self._chunks)
+
+
+class JsonArrayTap:
+    """Re-frames a tap's SSE output (`data: <json>` events) as one streamed JSON array, the form Gemini's
+    `streamGenerateContent` takes without `alt=sse`: `[` before the first element, `,` between elements,
+    `]` at the end, whether the stream ends well or with an error element. The JSON is not decoded."""
+
+    __slots__ = ("_inner", "_started")
+
+    def __init__(self, inner: StreamTap) -> None:
+        self._inner = inner
+        self._started = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._inner.usage
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    @property
+    def error_message(self) -> str | None:
+        return self._inner.error_message
+
+    def _elements(self, sse: bytes | None) -> bytes:
+        out = []
+        for line in (sse or b"").split(b"\n"):
+            if line.startswith(b"data:"):
+                out.append((b",\r\n" if self._started else b"[") + line[5:].strip())
+                self._started = True
+        return b"".join(out)
+
+    def feed(self, event: bytes) -> bytes | None:
+        return self._elements(self._inner.feed(event)) or None
+
+    def finish(self, usage: Usage) -> bytes:
+        return self._close(self._inner.finish(usage))
+
+    def fail(self, error_event: bytes) -> bytes:
+        return self._close(error_event)
+
+    def _close(self, sse: bytes) -> bytes:
+        return (self._elements(sse) or (b"" if self._started else b"[")) + b"]"
+
+    def completion_texts(self) -> list[str]:
+        return self._inner.completion_texts()

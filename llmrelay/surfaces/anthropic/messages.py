@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -15,14 +15,12 @@ from llmrelay.formats.anthropic import (
 )
 from llmrelay.formats.base import ClientFormat
 from llmrelay.formats.splice import splice_json_body
-from llmrelay.metering.pricing import Price, Usage
-from llmrelay.metering.tokens import count_chat_prompt, ensure_tokenizers
 from llmrelay.providers.anthropic import COUNT_TOKENS_PATH, AnthropicProvider
 from llmrelay.providers.base import Capability, UpstreamRequest
 from llmrelay.relay.auth import authenticate
 from llmrelay.relay.chat import ChatJob
+from llmrelay.relay.counting import ForwardedCountJob, count_offline
 from llmrelay.relay.errors import bad_request
-from llmrelay.relay.jobs import Job
 from llmrelay.relay.request import ChatRequest
 from llmrelay.relay.routing import Route
 from llmrelay.store.cache import KeyState
@@ -84,34 +82,6 @@ async def messages(gw: Gateway, http: HttpRequest) -> None:
     await gw.relay.run(http, key, ChatJob(parse_messages_request(raw, http), ANTHROPIC_CLIENT))
 
 
-class CountTokensJob(Job):
-    """Token counting by a Claude channel (the upstream's own count is exact); free, but recorded."""
-
-    endpoint = "messages.count_tokens"
-    capability = Capability.CHAT
-    client = ANTHROPIC_CLIENT
-
-    def __init__(
-        self, raw: bytes, native: dict[str, Any], headers: dict[str, str], provider: AnthropicProvider
-    ) -> None:
-        self.raw = raw
-        self.native = native
-        self.headers = headers
-        self.provider = provider
-        self.model = native["model"]
-
-    def bound(self, price: Price) -> Usage:
-        return Usage()
-
-    def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
-        new_model = route.upstream_model if route.upstream_model != self.model else None
-        body = splice_json_body(self.raw, self.native, new_model, {}) if new_model else self.raw
-        return self.provider.upstream(route.channel.config, COUNT_TOKENS_PATH, body, self.headers)
-
-    async def meter(self, body: bytes, route: Route) -> tuple[Usage, str]:
-        return Usage(), "request"
-
-
 async def count_tokens(gw: Gateway, http: HttpRequest) -> None:
     """The prompt's input tokens: asked of a Claude channel, counted offline for any other model."""
     key, raw = await _authenticated_body(gw, http)
@@ -121,8 +91,14 @@ async def count_tokens(gw: Gateway, http: HttpRequest) -> None:
     route, _price = gw.relay.route_and_price(key, native["model"], Capability.CHAT)
     provider = route.channel.provider
     if isinstance(provider, AnthropicProvider):
-        await gw.relay.run(http, key, CountTokensJob(raw, native, forwarded_headers(http), provider))
+        headers = forwarded_headers(http)
+
+        def build(route: Route) -> UpstreamRequest:
+            new_model = route.upstream_model if route.upstream_model != native["model"] else None
+            body = splice_json_body(raw, native, new_model, {}) if new_model else raw
+            return provider.upstream(route.channel.config, COUNT_TOKENS_PATH, body, headers)
+
+        job = ForwardedCountJob(native["model"], "messages.count_tokens", ANTHROPIC_CLIENT, build)
+        await gw.relay.run(http, key, job)
         return
-    await ensure_tokenizers()
-    tokens = count_chat_prompt(body["messages"], route.upstream_model, body.get("tools"))
-    await http.respond_json(200, {"input_tokens": tokens})
+    await http.respond_json(200, {"input_tokens": await count_offline(body, route.upstream_model)})

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from llmrelay.relay.auth import authenticate
 from llmrelay.relay.jobs import Job
 from llmrelay.surfaces.http import HttpRequest
+from llmrelay.surfaces.models import list_models, retrieve_model
 from llmrelay.surfaces.openai import audio, completions, embeddings, images, moderations
 from llmrelay.surfaces.openai.chat import parse_chat_job
-from llmrelay.surfaces.openai.models import list_models, retrieve_model
 
 if TYPE_CHECKING:
     from llmrelay.app import Gateway

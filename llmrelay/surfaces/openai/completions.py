@@ -72,7 +72,7 @@ class CompletionJob(TokenJob):
         )
 
     def stream_tap(self, route: Route) -> StreamTap:
-        return route.channel.provider.stream_tap(self.include_usage, "text_completion")
+        return openai_passthrough(route.channel).stream_tap(self.include_usage, "text_completion")
 
     async def count_usage(self, completion_texts: list[str], upstream_model: str) -> Usage:
         await ensure_tokenizers()
