@@ -17,6 +17,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from llmrelay.formats.base import upstream_error_message
 from llmrelay.formats.gemini import (
     ChatToGeminiStream,
     GeminiPassthroughTap,
@@ -25,11 +26,9 @@ from llmrelay.formats.gemini import (
     chat_to_gemini_reply,
     clean_schema,
     gemini_error,
-    gemini_error_message,
     gemini_reply_to_chat,
     gemini_reply_usage,
     gemini_stream_error,
-    gemini_stream_error_element,
     gemini_to_chat,
     image_urls_to_fetch,
     usage_from_gemini,
@@ -37,6 +36,7 @@ from llmrelay.formats.gemini import (
 )
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError, bad_request, insufficient_quota
+from llmrelay.relay.streaming import JsonArrayTap, TranslatingTap
 
 MODEL = "gemini-2.5-flash"
 PNG = "iVBORw0KGgo="
@@ -424,7 +424,7 @@ def test_native_json_mode_with_gemini_schema_becomes_json_schema() -> None:
     schema = {
         "type": "OBJECT",
         "properties": {
-            "name": {"type": "STRING", "description": "Who."},
+            "name": {"type": "STRING", "description": "Who.", "example": "Ada"},
             "age": {"type": "INTEGER", "nullable": True, "minimum": 0},
             "tags": {"type": "ARRAY", "items": {"type": "STRING", "enum": ["a", "b"]}, "maxItems": "3"},
         },
@@ -440,7 +440,7 @@ def test_native_json_mode_with_gemini_schema_becomes_json_schema() -> None:
             "schema": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "description": "Who."},
+                    "name": {"type": "string", "description": "Who.", "examples": ["Ada"]},
                     "age": {"type": ["integer", "null"], "minimum": 0},
                     "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}, "maxItems": 3},
                 },
@@ -561,6 +561,19 @@ def test_native_dropped_fields_and_stream_flag() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+@pytest.mark.parametrize("where", ["parametersJsonSchema", "responseJsonSchema"])
+def test_native_json_schemas_too_deep_to_encode_are_400(where: str) -> None:
+    """JSON Schemas pass through as sent; orjson (which encodes the upstream body) refuses nesting past 255."""
+    deep: Any = {"type": "string"}
+    for _ in range(300):
+        deep = {"type": "object", "properties": {"x": deep}}
+    if where == "parametersJsonSchema":
+        fields: dict[str, Any] = {"tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": deep}]}]}
+    else:
+        fields = {"generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": deep}}
+    rejects(lambda: gemini_to_chat(native(user({"text": "x"}), **fields), "m", False))
 
 
 def test_native_deeply_nested_schema_is_400_not_a_recursion_error() -> None:
@@ -1779,6 +1792,15 @@ def test_decoder_several_candidates_are_choices() -> None:
     assert sorted(finishes(chunks)) == [(0, "stop"), (1, "tool_calls")]
 
 
+def test_decoder_an_event_may_hold_only_a_later_candidate() -> None:
+    _, chunks = decode([reply(candidate([{"text": "B"}], index=1)), reply(candidate([{"text": "A"}], "STOP"))])
+    assert [(c["choices"][0]["index"], c["choices"][0]["delta"]) for c in chunks] == [
+        (1, {"role": "assistant", "content": "B"}),
+        (0, {"role": "assistant", "content": "A"}),
+        (0, {}),
+    ]
+
+
 @pytest.mark.parametrize(
     "event", [b"", b": keep-alive\n\n", b"data: not json\n\n", b"data: [1]\n\n", b'data: {"candidates": 5}\n\n']
 )
@@ -1791,9 +1813,26 @@ def test_decoder_ignores_junk_events(event: bytes) -> None:
 # ---------------------------------------------------------------------------------------------- stream: encode
 
 
+class ChunkSource:
+    """A stream decoder that hands on each internal chunk it is fed (as JSON bytes) unchanged."""
+
+    usage = None
+    done = False
+    error_message = None
+
+    def feed(self, event: bytes) -> list[dict[str, Any]]:
+        return [orjson.loads(event)]
+
+
+def encoding_tap(sse_form: bool) -> TranslatingTap | JsonArrayTap:
+    """What the relay runs for a Gemini client: the encoder, and for the array form the relay's re-framing."""
+    tap = TranslatingTap(ChunkSource(), ChatToGeminiStream("my-gemini"))
+    return tap if sse_form else JsonArrayTap(tap)
+
+
 def encode(chunks: list[dict[str, Any]], usage: Usage, sse_form: bool) -> bytes:
-    encoder = ChatToGeminiStream("my-gemini", sse_form)
-    return b"".join(encoder.feed(c) for c in chunks) + encoder.finish(usage)
+    tap = encoding_tap(sse_form)
+    return b"".join(tap.feed(orjson.dumps(c)) or b"" for c in chunks) + tap.finish(usage)
 
 
 TOOL_STREAM = [
@@ -1842,6 +1881,14 @@ def test_encoder_sse_is_read_by_the_sdk() -> None:
     assert all(e.usage_metadata is None for e in events[:-1])
 
 
+def test_encoder_sends_calls_when_their_choice_finishes() -> None:
+    encoder = ChatToGeminiStream("m")
+    assert b"functionCall" not in b"".join(encoder.feed(c) for c in TOOL_STREAM[:-1])  # arguments still arriving
+    at_finish = encoder.feed(TOOL_STREAM[-1])
+    assert at_finish.count(b'"functionCall"') == 2
+    assert b"functionCall" not in encoder.finish(Usage())
+
+
 def test_encoder_array_form_elements_are_generate_content_responses() -> None:
     body = encode(TOOL_STREAM, Usage(prompt_tokens=1, completion_tokens=2), False)
     assert body.startswith(b"[{") and body.endswith(b"}]")
@@ -1855,7 +1902,7 @@ def test_encoder_array_form_elements_are_generate_content_responses() -> None:
 
 @pytest.mark.parametrize("sse_form", [True, False])
 def test_encoder_with_nothing_fed_still_ends_properly(sse_form: bool) -> None:
-    body = ChatToGeminiStream("m", sse_form).finish(Usage(prompt_tokens=2))
+    body = encoding_tap(sse_form).finish(Usage(prompt_tokens=2))
     if sse_form:
         events = sdk_stream(body)
         assert len(events) == 1 and events[0].candidates[0].finish_reason == types.FinishReason.STOP
@@ -1898,10 +1945,9 @@ def test_encoder_calls_from_servers_that_reuse_index_zero_or_omit_it() -> None:
 
 
 def test_encoder_usage_only_chunks_write_nothing() -> None:
-    encoder = ChatToGeminiStream("m", True)
+    encoder = ChatToGeminiStream("m")
     assert encoder.feed({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 1}}) == b""
     assert encoder.feed(chunk({"role": "assistant", "content": ""})) == b""
-    assert not encoder.opened
 
 
 def test_encoder_several_choices_are_candidates() -> None:
@@ -1937,7 +1983,7 @@ def test_stream_translation_gemini_upstream_to_gemini_client_through_the_interna
         ),
     ]
     decoder = GeminiToChatStream("m")
-    encoder = ChatToGeminiStream("m", True)
+    encoder = ChatToGeminiStream("m")
     body = b"".join(encoder.feed(c) for event in upstream for c in decoder.feed(sse(event)))
     assert decoder.done and decoder.usage is not None
     events = sdk_stream(body + encoder.finish(decoder.usage))
@@ -1953,6 +1999,7 @@ UPSTREAM_EVENTS = [
     sse(reply(candidate([{"text": "Hi"}]), usageMetadata={"promptTokenCount": 4, "totalTokenCount": 4})),
     b": keep-alive\n\n",
     sse(reply(candidate([{"text": 'the word finishReason, quoted: "finishReason"'}]))),
+    sse(reply(candidate([{"text": "finishReason"}]))),  # the key's exact bytes, in a text
     sse(
         reply(
             candidate([{"text": " there"}], "STOP"),
@@ -1963,38 +2010,40 @@ UPSTREAM_EVENTS = [
 
 
 def test_passthrough_sse_relays_bytes_unchanged_and_reads_usage() -> None:
-    tap = GeminiPassthroughTap(client_wants_sse=True)
-    out = [tap.feed(event) for event in UPSTREAM_EVENTS[:3]]
-    assert out == UPSTREAM_EVENTS[:3]
+    tap = GeminiPassthroughTap()
+    out = [tap.feed(event) for event in UPSTREAM_EVENTS[:4]]
+    assert out == UPSTREAM_EVENTS[:4]
+    assert b'"finishReason"' in UPSTREAM_EVENTS[3]
     assert not tap.done  # text that mentions finishReason does not end the stream
     assert tap.usage == Usage(prompt_tokens=4)
-    assert tap.feed(UPSTREAM_EVENTS[3]) == UPSTREAM_EVENTS[3]
+    assert tap.feed(UPSTREAM_EVENTS[4]) == UPSTREAM_EVENTS[4]
     assert tap.done
     assert tap.usage == Usage(prompt_tokens=4, completion_tokens=2)
     assert tap.error_message is None
     assert tap.finish(Usage()) == b""
-    assert tap.completion_texts() == ["Hi", 'the word finishReason, quoted: "finishReason"', " there"]
+    assert tap.completion_texts() == ["Hi", 'the word finishReason, quoted: "finishReason"', "finishReason", " there"]
 
 
 def test_passthrough_array_form_reframes_without_decoding() -> None:
-    tap = GeminiPassthroughTap(client_wants_sse=False)
+    tap = JsonArrayTap(GeminiPassthroughTap())
     body = b"".join(piece for event in UPSTREAM_EVENTS if (piece := tap.feed(event))) + tap.finish(Usage())
     assert body.startswith(b"[{") and body.endswith(b"}]") and b"data:" not in body
     elements = json.loads(body)
     assert elements == [orjson.loads(event[6:]) for event in UPSTREAM_EVENTS if event.startswith(b"data: ")]
-    assert [strict(e).text for e in elements] == ["Hi", 'the word finishReason, quoted: "finishReason"', " there"]
+    texts = [strict(e).text for e in elements]
+    assert texts == ["Hi", 'the word finishReason, quoted: "finishReason"', "finishReason", " there"]
     assert tap.done and tap.usage == Usage(prompt_tokens=4, completion_tokens=2)
 
 
 def test_passthrough_array_form_with_nothing_relayed_is_an_empty_array() -> None:
-    tap = GeminiPassthroughTap(client_wants_sse=False)
+    tap = JsonArrayTap(GeminiPassthroughTap())
     assert tap.feed(b": ping\n\n") is None
     assert tap.finish(Usage()) == b"[]"
     assert tap.usage is None and not tap.done and tap.completion_texts() == []
 
 
 def test_passthrough_blocked_prompt_ends_the_stream_and_multiline_data_is_joined() -> None:
-    tap = GeminiPassthroughTap(client_wants_sse=False)
+    tap = JsonArrayTap(GeminiPassthroughTap())
     event = b'data: {"promptFeedback":\ndata: {"blockReason": "SAFETY"}}\n\n'
     piece = tap.feed(event)
     assert piece == b'[{"promptFeedback":\n{"blockReason": "SAFETY"}}'
@@ -2003,7 +2052,7 @@ def test_passthrough_blocked_prompt_ends_the_stream_and_multiline_data_is_joined
 
 
 def test_passthrough_usage_survives_a_broken_last_usage_event() -> None:
-    tap = GeminiPassthroughTap(client_wants_sse=True)
+    tap = GeminiPassthroughTap()
     tap.feed(sse({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1}}))
     tap.feed(b'data: {"usageMetadata": {"promptTokenCount": \n\n')
     assert tap.usage == Usage(prompt_tokens=3, completion_tokens=1)
@@ -2056,7 +2105,7 @@ def test_the_sdk_raises_gemini_errors_with_their_code_status_and_message(error: 
 
 
 def test_the_sdk_raises_a_mid_stream_error_event() -> None:
-    encoder = ChatToGeminiStream("m", True)
+    encoder = ChatToGeminiStream("m")
     body = encoder.feed(chunk({"content": "partial"})) + gemini_stream_error(RelayError(502, "upstream broke"))
     seen: list[str] = []
     with pytest.raises(genai_errors.ServerError) as caught:
@@ -2069,12 +2118,20 @@ def test_the_sdk_raises_a_mid_stream_error_event() -> None:
     assert caught.value.code == 502 and caught.value.message == "upstream broke"
 
 
+def test_stream_error_is_one_sse_event_that_a_gemini_decoder_reads() -> None:
+    event = gemini_stream_error(RelayError(503, "overloaded"))
+    assert event.startswith(b"data: {") and event.endswith(b"}\r\n\r\n") and event.count(b"\n") == 2
+    decoder = GeminiToChatStream("m")  # the relay normalises CRLF to LF before decoding
+    assert decoder.feed(event.replace(b"\r\n", b"\n")) == []
+    assert decoder.error_message == "overloaded"
+
+
 @pytest.mark.parametrize("opened", [True, False])
 def test_stream_error_element_closes_the_array(opened: bool) -> None:
-    encoder = ChatToGeminiStream("m", False)
-    body = encoder.feed(chunk({"content": "partial"})) if opened else b""
-    assert encoder.opened is opened
-    body += gemini_stream_error_element(RelayError(504, "too slow"), opened=encoder.opened)
+    tap = encoding_tap(sse_form=False)
+    body = (tap.feed(orjson.dumps(chunk({"content": "partial"}))) or b"") if opened else b""
+    assert body.startswith(b"[") is opened
+    body += tap.fail(gemini_stream_error(RelayError(504, "too slow")))
     elements = json.loads(body)
     assert elements[-1] == {"error": {"code": 504, "message": "too slow", "status": "DEADLINE_EXCEEDED"}}
     assert len(elements) == (2 if opened else 1)
@@ -2087,14 +2144,10 @@ def test_stream_error_element_closes_the_array(opened: bool) -> None:
             b'{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}',
             "API key not valid.",
         ),
-        (
-            b'[{"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED"}}]',
-            "Quota exceeded.",
-        ),
         (b'{"message": "plain"}', "plain"),
         (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
         (b"", "no error message"),
     ],
 )
 def test_gemini_error_message(body: bytes, message: str) -> None:
-    assert gemini_error_message(body) == message
+    assert upstream_error_message(body) == message

@@ -62,7 +62,6 @@ from llmrelay.formats.anthropic import (
     _sse_data,
     _str,
 )
-from llmrelay.formats.base import upstream_error_message
 from llmrelay.formats.openai import usage_to_openai
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
@@ -181,7 +180,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # called on client schema keys: bounded
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
@@ -1300,15 +1299,13 @@ class GeminiToChatStream:
 
 
 class ChatToGeminiStream:
-    """Encodes internal chunks for a Gemini client (a StreamEncoder): `data:` events when it asked for SSE
-    (`alt=sse`, what the google-genai SDK does), else the elements of one JSON array, as Gemini answers
-    `:streamGenerateContent` without `alt=sse`.
+    """Encodes internal chunks for a Gemini client as `data:` events (a StreamEncoder), as Gemini answers
+    `:streamGenerateContent?alt=sse` (what the google-genai SDK asks for; the relay re-frames the events as a
+    JSON array for a client that did not ask for SSE).
 
     Text and thoughts go out as they come; a tool call arrives in argument fragments but Gemini sends calls
     whole, so calls are gathered and sent when their choice finishes (or at the end). `finish` sends the
-    last event: each candidate's finishReason and the usage. `opened` tells whether anything was written
-    (for the array form: whether "[" was), which is what ending a failed stream needs to know
-    (`gemini_stream_error_element`).
+    last event: each candidate's finishReason and the usage.
     """
 
     __slots__ = (
@@ -1319,14 +1316,10 @@ class ChatToGeminiStream:
         "_last_call",
         "_model",
         "_response_id",
-        "_sse",
-        "opened",
     )
 
-    def __init__(self, model: str, sse: bool) -> None:
+    def __init__(self, model: str) -> None:
         self._model = model
-        self._sse = sse
-        self.opened = False
         self._response_id = ""
         self._choices: list[int] = []  # candidate indexes seen, in order
         self._finish: dict[int, Any] = {}  # candidate → the finish_reason it reported
@@ -1340,13 +1333,7 @@ class ChatToGeminiStream:
             payload["usageMetadata"] = usage_to_gemini(usage)
         payload["modelVersion"] = self._model
         payload["responseId"] = self._response_id
-        data = orjson.dumps(payload)
-        if self._sse:
-            self.opened = True
-            return b"data: " + data + b"\r\n\r\n"
-        prefix = b",\r\n" if self.opened else b"["
-        self.opened = True
-        return prefix + data
+        return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         if not self._response_id and isinstance(chunk.get("id"), str):
@@ -1419,40 +1406,22 @@ class ChatToGeminiStream:
                     "index": index,
                 }
             )
-        out = self._event(candidates, usage)
-        return out if self._sse else out + b"]"
-
-
-def _sse_payload(event: bytes) -> bytes | None:
-    """The data of an SSE event as bytes, undecoded (None when it has no data line)."""
-    if event.startswith(b"data: "):
-        end = event.find(b"\n")
-        if end < 0:
-            return event[6:]
-        if not event[end:].strip():
-            return event[6:end]  # the common case: one data line
-    lines = [line[5:] for line in event.split(b"\n") if line.startswith(b"data:")]
-    if not lines:
-        return None
-    return b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+        return self._event(candidates, usage)
 
 
 class GeminiPassthroughTap:
-    """Relays a Gemini SSE stream to a Gemini client, reading usage on the side (a StreamTap).
+    """Relays a Gemini SSE stream to a Gemini client unchanged, reading usage on the side (a StreamTap; the
+    relay re-frames the events as a JSON array for a client that did not ask for SSE).
 
-    A client that asked for SSE gets the upstream's events unchanged; one that did not (no `alt=sse`) gets
-    them re-framed as the JSON array Gemini answers with then, without decoding the JSON. This is the hot
-    path: an event is searched for two byte strings, and only events holding `"finishReason"` or
-    `"blockReason"` (one per stream) are parsed as they pass; usage is parsed when it is read, from the last
-    event that carries it (Gemini's usageMetadata is cumulative).
+    This is the hot path: an event is searched for two byte strings, and only events holding
+    `"finishReason"` or `"blockReason"` (one per stream) are parsed as they pass; usage is parsed when it is
+    read, from the last event that carries it (Gemini's usageMetadata is cumulative).
     """
 
     error_message: str | None = None  # an upstream error event is relayed as it came
 
-    def __init__(self, client_wants_sse: bool) -> None:
+    def __init__(self) -> None:
         self.done = False
-        self.opened = False  # array form: whether "[" was written
-        self._sse = client_wants_sse
         self._events: list[bytes] = []
         self._usage_events: list[bytes] = []
         self._usage: Usage | None = None
@@ -1475,14 +1444,7 @@ class GeminiPassthroughTap:
             self._usage_events.append(event)
         if not self.done and (b'"finishReason"' in event or b'"blockReason"' in event):
             self.done = self._ends_stream(event)
-        if self._sse:
-            return event
-        payload = _sse_payload(event)
-        if payload is None or not payload.strip():
-            return None  # a comment or keep-alive: nothing to put in the array
-        prefix = b",\r\n" if self.opened else b"["
-        self.opened = True
-        return prefix + payload
+        return event
 
     @staticmethod
     def _ends_stream(event: bytes) -> bool:
@@ -1498,9 +1460,7 @@ class GeminiPassthroughTap:
         )
 
     def finish(self, usage: Usage) -> bytes:
-        if self._sse:
-            return b""  # the upstream's last event (with its finishReason) already ended the stream
-        return b"]" if self.opened else b"[]"
+        return b""  # the upstream's last event (with its finishReason) already ended the stream
 
     def completion_texts(self) -> list[str]:
         texts = []
@@ -1542,22 +1502,3 @@ def gemini_stream_error(error: RelayError) -> bytes:
     """The event that ends an SSE stream which failed after it began: the google-genai SDK raises an
     APIError for a `data:` event whose object is `{"error": ...}`."""
     return b"data: " + _error_body(error) + b"\r\n\r\n"
-
-
-def gemini_stream_error_element(error: RelayError, *, opened: bool = True) -> bytes:
-    """What ends a JSON-array stream (no `alt=sse`) which failed after it began: the error object as the
-    last element, and the closing "]". `opened` says whether the "[" was already written (the encoder's and
-    the passthrough tap's `opened`): then the element follows a ",\r\n", else it opens the array."""
-    return (b",\r\n" if opened else b"[") + _error_body(error) + b"]"
-
-
-def gemini_error_message(body: bytes) -> str:
-    """The message of an upstream Gemini error body (or the start of whatever text it sent). Errors of
-    `:streamGenerateContent` without `alt=sse` come as a one-element array."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
-        body = orjson.dumps(parsed[0])
-    return upstream_error_message(body)

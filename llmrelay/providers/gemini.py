@@ -71,7 +71,7 @@ class GeminiProvider:
         return gemini_reply_usage(body)
 
     def chat_stream_tap(self, request: ChatRequest) -> GeminiPassthroughTap:
-        return GeminiPassthroughTap(client_wants_sse=True)  # the JSON-array form is framed by the relay
+        return GeminiPassthroughTap()  # the JSON-array form is framed by the relay
 
     def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]:
         reply = orjson.loads(body)

@@ -117,10 +117,13 @@ class JsonArrayTap:
         return self._inner.error_message
 
     def _elements(self, sse: bytes | None) -> bytes:
+        """Each event's data (its `data:` lines joined, as SSE defines) as the array's next element; comments
+        and keep-alives have none. JSON cannot hold a raw line break, so CRLF framing is simply normalised."""
         out = []
-        for line in (sse or b"").split(b"\n"):
-            if line.startswith(b"data:"):
-                out.append((b",\r\n" if self._started else b"[") + line[5:].strip())
+        for event in (sse or b"").replace(b"\r\n", b"\n").split(b"\n\n"):
+            lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+            if lines:
+                out.append((b",\r\n" if self._started else b"[") + b"\n".join(lines))
                 self._started = True
         return b"".join(out)
 

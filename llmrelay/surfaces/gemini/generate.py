@@ -35,7 +35,7 @@ GEMINI_CLIENT = ClientFormat(
     encode_reply=lambda completion, usage, request: orjson.dumps(
         chat_to_gemini_reply(completion, usage, request.model)
     ),
-    stream_encoder=lambda request: ChatToGeminiStream(request.model, sse=True),  # the relay frames arrays
+    stream_encoder=lambda request: ChatToGeminiStream(request.model),  # the relay frames JSON arrays
     render_error=gemini_error,
     stream_error=gemini_stream_error,
 )
