@@ -57,6 +57,9 @@ class ImageFetchConfig:
     timeout: float = 10.0
 
 
+_IMAGE_FETCH_DEFAULTS = ImageFetchConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     channels: tuple[ChannelConfig, ...]
@@ -200,8 +203,8 @@ def _image_fetch(raw: object) -> ImageFetchConfig:
         raise ConfigError("image_fetch: 'allow_private_addresses' must be true or false")
     return ImageFetchConfig(
         allow_private_addresses=allow,
-        max_bytes=int(_number(raw, "max_bytes", ImageFetchConfig.max_bytes, "image_fetch", int)),
-        timeout=_number(raw, "timeout", ImageFetchConfig.timeout, "image_fetch"),
+        max_bytes=int(_number(raw, "max_bytes", _IMAGE_FETCH_DEFAULTS.max_bytes, "image_fetch", int)),
+        timeout=_number(raw, "timeout", _IMAGE_FETCH_DEFAULTS.timeout, "image_fetch"),
     )
 
 

@@ -250,6 +250,34 @@ def test_a_channels_base_url_defaults_by_type(tmp_path: Path, env: dict[str, str
     assert channel.base_url == "https://api.anthropic.com"
 
 
+def test_image_fetch_settings(tmp_path: Path, env: dict[str, str]) -> None:
+    assert load(tmp_path, "", env).image_fetch.allow_private_addresses is False
+    fetch = load(
+        tmp_path, "image_fetch: {allow_private_addresses: true, max_bytes: 1000, timeout: 2}\n", env
+    ).image_fetch
+    assert (fetch.allow_private_addresses, fetch.max_bytes, fetch.timeout) == (True, 1000, 2.0)
+    for bad in (
+        "image_fetch: {allow_private_addresses: yes please}\n",
+        "image_fetch: {retries: 1}\n",
+        "image_fetch: 5\n",
+    ):
+        with pytest.raises(ConfigError, match="image_fetch"):
+            load(tmp_path, bad, env)
+
+
+def test_gemini_channels_take_an_api_version(tmp_path: Path, env: dict[str, str]) -> None:
+    text = "channels:\n  - {name: g, type: gemini, api_key: k, models: [gemini-2.0-flash], api_version: v1}\n"
+    (channel,) = load(tmp_path, text, env).channels
+    assert (channel.base_url, channel.api_version) == ("https://generativelanguage.googleapis.com", "v1")
+    with pytest.raises(ConfigError, match="api_version"):
+        load(tmp_path, text.replace("api_version: v1", "api_version: latest"), env)
+    with pytest.raises(ConfigError, match="api_version"):
+        load(tmp_path, text.replace("type: gemini", "type: openai"), env)
+    (google,) = load_config(None, {**env, "GOOGLE_API_KEY": "AIza-g"}).channels
+    assert (google.type, google.api_key, google.api_version) == ("gemini", "AIza-g", "v1beta")
+    assert "gemini-2.5-flash" in google.models
+
+
 def test_no_key_no_channel(env: dict[str, str]) -> None:
     assert load_config(None, env).channels == ()
     assert load_config(None, {**env, "OPENAI_API_KEY": ""}).channels == ()

@@ -2151,3 +2151,10 @@ def test_stream_error_element_closes_the_array(opened: bool) -> None:
 )
 def test_gemini_error_message(body: bytes, message: str) -> None:
     assert upstream_error_message(body) == message
+
+
+def test_url_safe_base64_from_google_genai_becomes_standard_in_the_data_uri() -> None:
+    # google-genai encodes inlineData with URL-safe base64; Claude and data URIs need the standard alphabet.
+    body = {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "a-b_c=="}}]}]}
+    part = gemini_to_chat(body, "m", False)["messages"][0]["content"][0]
+    assert part == {"type": "image_url", "image_url": {"url": "data:image/png;base64,a+b/c=="}}

@@ -323,6 +323,9 @@ def _native_user_turn(parts: list[Any], param: str, ledger: _CallLedger) -> list
     return [*tool_messages, {"role": "user", "content": chat_parts}]
 
 
+_URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
 def _native_media_url(media: Any, param: str, *, inline: bool) -> str:
     media = _dict(media, param)
     mime_type = _field(media, "mimeType")
@@ -331,7 +334,9 @@ def _native_media_url(media: Any, param: str, *, inline: bool) -> str:
         if not mime_type.startswith("image/"):
             _fail(f"only images can be sent to this model, not {_short(mime_type)}", f"{param}.mimeType")
     if inline:
-        return f"data:{mime_type};base64,{_str(_field(media, 'data'), f'{param}.data', non_empty=True)}"
+        data = _str(_field(media, "data"), f"{param}.data", non_empty=True)
+        # Google takes URL-safe base64 too (google-genai sends it); data URIs and other providers want standard.
+        return f"data:{mime_type};base64,{data.translate(_URL_SAFE_TO_STANDARD)}"
     return _str(_field(media, "fileUri"), f"{param}.fileUri", non_empty=True)
 
 
