@@ -423,7 +423,9 @@ def test_the_readme_config_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "llmrelay.yaml"
     path.write_text(example)
     config = load_config(path, {"OPENAI_API_KEY": "sk-from-env", "LLMRELAY_ADMIN_KEY": "admin"})
-    assert [c.name for c in config.channels] == ["openai", "local-vllm", "claude"]
+    assert [c.name for c in config.channels] == ["openai", "local-vllm", "claude", "gemini"]
+    assert (config.channels[3].type, config.channels[3].api_version) == ("gemini", "v1beta")
+    assert config.image_fetch.allow_private_addresses is False and config.image_fetch.max_bytes == 20971520
     assert config.channels[0].api_key == "sk-from-env" and config.channels[0].model_map == {"gpt-4": "gpt-4o"}
     claude = config.channels[2]
     assert (claude.type, claude.base_url, claude.api_key) == ("anthropic", "https://api.anthropic.com", "")
