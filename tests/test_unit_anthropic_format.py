@@ -1796,8 +1796,8 @@ def test_passthrough_relays_bytes_and_reads_usage(named: bool) -> None:
 
 def test_passthrough_parses_only_usage_events(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[bytes] = []
-    real = codec._sse_data
-    monkeypatch.setattr(codec, "_sse_data", lambda event: parsed.append(event) or real(event))
+    real = codec.sse_json
+    monkeypatch.setattr(codec, "sse_json", lambda event: parsed.append(event) or real(event))
     tap = AnthropicPassthroughTap()
     for event in PASSTHROUGH_STREAM:
         tap.feed(sse(event))

@@ -39,14 +39,45 @@ from __future__ import annotations
 
 import re
 import time
-from http import HTTPStatus
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
-from llmrelay.formats.openai import usage_to_openai
+from llmrelay.formats.base import error_status
+from llmrelay.formats.checks import (
+    as_dict,
+    as_flag,
+    as_int,
+    as_list,
+    as_number,
+    as_str,
+    dumps_checked,
+    fail,
+    is_int,
+    kind_of,
+    short,
+    sse_json,
+    token_count,
+)
+from llmrelay.formats.openai import (
+    PLACEHOLDER_USER_TEXT,
+    arguments_object,
+    assistant_messages,
+    chat_messages,
+    choice_chunk,
+    content_text,
+    function_tools,
+    message_tool_calls,
+    read_function_call,
+    read_image_url,
+    read_response_format,
+    read_stop,
+    read_tool_choice,
+    usage_to_openai,
+)
 from llmrelay.metering.pricing import Usage
-from llmrelay.relay.errors import RelayError, bad_request
+from llmrelay.relay.errors import RelayError
 
 ANTHROPIC_VERSION = "2023-06-01"
 JSON_TOOL = "json_response"
@@ -93,68 +124,7 @@ _INVALID_TOOL_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 # Stream usage fields, merged across message_start and message_delta (later non-null values win).
 _USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _JSON_ANSWER = -1  # in the stream decoder's block table: the block is the JSON-mode answer, not a tool call
-_PLACEHOLDER_USER_TEXT = "."
-
-
-# ------------------------------------------------------------------------------------------------ validation
-
-
-def _fail(message: str, param: str | None) -> NoReturn:
-    raise bad_request(f"{param}: {message}" if param else message, param)
-
-
-def _short(value: Any) -> str:
-    """A client value for an error message, cut short (a hostile value may be megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _dict(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        _fail("must be an object", param)
-    return value
-
-
-def _list(value: Any, param: str, *, non_empty: bool = False) -> list[Any]:
-    if not isinstance(value, list):
-        _fail("must be an array", param)
-    if non_empty and not value:
-        _fail("must not be empty", param)
-    return value
-
-
-def _str(value: Any, param: str, *, non_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        _fail("must be a string", param)
-    if non_empty and not value:
-        _fail("must not be empty", param)
-    return value
-
-
-def _optional_bool(value: Any, param: str) -> bool:
-    if value is not None and not isinstance(value, bool):
-        _fail("must be a boolean", param)
-    return bool(value)
-
-
-def _kind(value: Any) -> str:
-    """A `type`/`role` field as a string ("" when it is anything else), safe to look up in a dict."""
-    return value if isinstance(value, str) else ""
-
-
-def _dumps(value: Any, param: str) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:  # integers beyond 64 bits, nesting beyond orjson's limit
-        _fail("cannot be encoded as JSON", param)
+_TARGET = "an Anthropic model"  # where tools and tool choices of other kinds cannot be sent
 
 
 # ------------------------------------------------------------------------------- requests: Anthropic → chat
@@ -163,24 +133,24 @@ def _dumps(value: Any, param: str) -> str:
 def anthropic_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     """A native Messages request to the internal chat body; any malformed field is a 400 naming it."""
     if not isinstance(body, dict):
-        _fail("the request body must be a JSON object", None)
-    model = _str(body.get("model"), "model", non_empty=True)
+        fail("the request body must be a JSON object", None)
+    model = as_str(body.get("model"), "model", non_empty=True)
     max_tokens = body.get("max_tokens")
-    if not _is_int(max_tokens) or max_tokens < 1:
-        _fail("a positive integer is required", "max_tokens")
+    if not is_int(max_tokens) or max_tokens < 1:
+        fail("a positive integer is required", "max_tokens")
     messages: list[dict[str, Any]] = []
     system = _native_system(body.get("system"))
     if system:
         messages.append({"role": "system", "content": system})
-    for i, message in enumerate(_list(body.get("messages"), "messages", non_empty=True)):
+    for i, message in enumerate(as_list(body.get("messages"), "messages", non_empty=True)):
         messages.extend(_native_message(message, f"messages.{i}"))
     chat: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    native_tools = _list(body["tools"], "tools") if body.get("tools") is not None else []
+    native_tools = as_list(body["tools"], "tools") if body.get("tools") is not None else []
     tools = [_native_tool(tool, f"tools.{i}") for i, tool in enumerate(native_tools)]
     if body.get("tool_choice") is not None:
-        choice = _dict(body["tool_choice"], "tool_choice")
+        choice = as_dict(body["tool_choice"], "tool_choice")
         tool_choice = _native_tool_choice(choice)
-        parallel = not _optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
+        parallel = not as_flag(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
         # OpenAI refuses tool_choice and parallel_tool_calls (and an empty tools list) without tools.
         if tools:
             chat["tool_choice"] = tool_choice
@@ -189,19 +159,17 @@ def anthropic_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if tools:
         chat["tools"] = tools
     if body.get("stop_sequences") is not None:
-        stops = _list(body["stop_sequences"], "stop_sequences")
-        chat["stop"] = [_str(stop, f"stop_sequences.{i}") for i, stop in enumerate(stops)]
+        stops = as_list(body["stop_sequences"], "stop_sequences")
+        chat["stop"] = [as_str(stop, f"stop_sequences.{i}") for i, stop in enumerate(stops)]
     for field in ("temperature", "top_p"):
         if body.get(field) is not None:
-            if not _is_number(body[field]):
-                _fail("must be a number", field)
-            chat[field] = body[field]
+            chat[field] = as_number(body[field], field)
     # top_k has no OpenAI equivalent, and thinking means nothing to another provider: both dropped.
     if body.get("metadata") is not None:
-        user_id = _dict(body["metadata"], "metadata").get("user_id")
+        user_id = as_dict(body["metadata"], "metadata").get("user_id")
         if user_id is not None:
-            chat["user"] = _str(user_id, "metadata.user_id")
-    if _optional_bool(body.get("stream"), "stream"):
+            chat["user"] = as_str(user_id, "metadata.user_id")
+    if as_flag(body.get("stream"), "stream"):
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
@@ -211,45 +179,50 @@ def _native_system(system: Any) -> str:
     if system is None or isinstance(system, str):
         return system or ""
     texts = []
-    for i, block in enumerate(_list(system, "system")):
-        block = _dict(block, f"system.{i}")
+    for i, block in enumerate(as_list(system, "system")):
+        block = as_dict(block, f"system.{i}")
         if block.get("type") != "text":
-            _fail("system blocks must be text blocks", f"system.{i}.type")
-        texts.append(_str(block.get("text"), f"system.{i}.text"))
+            fail("system blocks must be text blocks", f"system.{i}.type")
+        texts.append(as_str(block.get("text"), f"system.{i}.text"))
     return "\n\n".join(text for text in texts if text)
 
 
 def _native_message(message: Any, param: str) -> list[dict[str, Any]]:
     """One native message as internal messages: a user turn with tool results becomes several."""
-    message = _dict(message, param)
+    message = as_dict(message, param)
     role = message.get("role")
     if role not in ("user", "assistant"):
-        _fail("must be 'user' or 'assistant'", f"{param}.role")
+        fail("must be 'user' or 'assistant'", f"{param}.role")
     content = message.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
-    blocks = _list(content, f"{param}.content")
+    blocks = as_list(content, f"{param}.content")
     return _native_user(blocks, param) if role == "user" else _native_assistant(blocks, param)
+
+
+def _content_blocks(blocks: list[Any], param: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """A native message's content blocks, each checked to be an object as it is reached: (path, block, type)."""
+    for j, block in enumerate(blocks):
+        where = f"{param}.content.{j}"
+        block = as_dict(block, where)
+        yield where, block, kind_of(block.get("type"))
 
 
 def _native_user(blocks: list[Any], param: str) -> list[dict[str, Any]]:
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks):
-        where = f"{param}.content.{j}"
-        block = _dict(block, where)
-        kind = _kind(block.get("type"))
+    for where, block, kind in _content_blocks(blocks, param):
         if kind == "tool_result":
             tool_messages.append(_native_tool_result(block, where))
             continue
         if kind == "text":
-            part: dict[str, Any] = {"type": "text", "text": _str(block.get("text"), f"{where}.text")}
+            part: dict[str, Any] = {"type": "text", "text": as_str(block.get("text"), f"{where}.text")}
         elif kind == "image":
             part = {"type": "image_url", "image_url": {"url": _native_image_url(block.get("source"), where)}}
         elif kind == "document":
-            _fail("document blocks are not supported when the request is translated for another provider", where)
+            fail("document blocks are not supported when the request is translated for another provider", where)
         else:
-            _fail(f"content blocks of type {_short(block.get('type'))} are not supported here", f"{where}.type")
+            fail(f"content blocks of type {short(block.get('type'))} are not supported here", f"{where}.type")
         if "cache_control" in block:
             part["cache_control"] = block["cache_control"]
         parts.append(part)
@@ -259,32 +232,32 @@ def _native_user(blocks: list[Any], param: str) -> list[dict[str, Any]]:
 
 def _native_image_url(source: Any, param: str) -> str:
     param = f"{param}.source"
-    source = _dict(source, param)
-    kind = _kind(source.get("type"))
+    source = as_dict(source, param)
+    kind = kind_of(source.get("type"))
     if kind == "base64":
-        media_type = _str(source.get("media_type"), f"{param}.media_type", non_empty=True)
-        return f"data:{media_type};base64,{_str(source.get('data'), f'{param}.data', non_empty=True)}"
+        media_type = as_str(source.get("media_type"), f"{param}.media_type", non_empty=True)
+        return f"data:{media_type};base64,{as_str(source.get('data'), f'{param}.data', non_empty=True)}"
     if kind == "url":
-        return _str(source.get("url"), f"{param}.url", non_empty=True)
-    _fail(f"image sources of type {_short(source.get('type'))} are not supported here", f"{param}.type")
+        return as_str(source.get("url"), f"{param}.url", non_empty=True)
+    fail(f"image sources of type {short(source.get('type'))} are not supported here", f"{param}.type")
 
 
 def _native_tool_result(block: dict[str, Any], param: str) -> dict[str, Any]:
-    tool_use_id = _str(block.get("tool_use_id"), f"{param}.tool_use_id", non_empty=True)
+    tool_use_id = as_str(block.get("tool_use_id"), f"{param}.tool_use_id", non_empty=True)
     content = block.get("content")
     if content is None or isinstance(content, str):
         text = content or ""
     else:
         texts = []
-        for k, item in enumerate(_list(content, f"{param}.content")):
-            item = _dict(item, f"{param}.content.{k}")
-            kind = _kind(item.get("type"))
+        for k, item in enumerate(as_list(content, f"{param}.content")):
+            item = as_dict(item, f"{param}.content.{k}")
+            kind = kind_of(item.get("type"))
             if kind == "text":
-                texts.append(_str(item.get("text"), f"{param}.content.{k}.text"))
+                texts.append(as_str(item.get("text"), f"{param}.content.{k}.text"))
             elif kind != "image":  # OpenAI tool messages carry text only: an image is dropped, its text kept
-                _fail(f"tool results may hold text and images, not {_short(item.get('type'))}", f"{param}.content.{k}")
+                fail(f"tool results may hold text and images, not {short(item.get('type'))}", f"{param}.content.{k}")
         text = "\n".join(texts)
-    if _optional_bool(block.get("is_error"), f"{param}.is_error"):
+    if as_flag(block.get("is_error"), f"{param}.is_error"):
         text = f"Error: {text}"  # OpenAI has no error flag on tool messages; say it in the text
     return {"role": "tool", "tool_call_id": tool_use_id, "content": text}
 
@@ -292,51 +265,44 @@ def _native_tool_result(block: dict[str, Any], param: str) -> dict[str, Any]:
 def _native_assistant(blocks: list[Any], param: str) -> list[dict[str, Any]]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks):
-        where = f"{param}.content.{j}"
-        block = _dict(block, where)
-        kind = _kind(block.get("type"))
+    for where, block, kind in _content_blocks(blocks, param):
         if kind == "text":
-            texts.append(_str(block.get("text"), f"{where}.text"))
+            texts.append(as_str(block.get("text"), f"{where}.text"))
         elif kind == "tool_use":
-            name = _str(block.get("name"), f"{where}.name", non_empty=True)
-            arguments = _dumps(_dict(block.get("input"), f"{where}.input"), f"{where}.input")
-            call_id = _str(block.get("id"), f"{where}.id", non_empty=True)
+            name = as_str(block.get("name"), f"{where}.name", non_empty=True)
+            arguments = dumps_checked(as_dict(block.get("input"), f"{where}.input"), f"{where}.input")
+            call_id = as_str(block.get("id"), f"{where}.id", non_empty=True)
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
         elif kind in ("thinking", "redacted_thinking"):
             continue  # signed by Anthropic for Anthropic: meaningless to another provider
         else:
-            _fail(f"content blocks of type {_short(block.get('type'))} are not supported here", f"{where}.type")
-    if not texts and not calls:
-        return []  # only thinking: nothing left to say to another provider
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        message["tool_calls"] = calls
-    return [message]
+            fail(f"content blocks of type {short(block.get('type'))} are not supported here", f"{where}.type")
+    return assistant_messages(texts, calls)
 
 
 def _native_tool(tool: Any, param: str) -> dict[str, Any]:
-    tool = _dict(tool, param)
+    tool = as_dict(tool, param)
     if tool.get("type") not in (None, "custom"):
         # Server tools (web search, code execution, ...) run inside Anthropic's API; no other provider has them.
-        _fail(
-            f"the server tool {_short(tool.get('name'))} ({_short(tool.get('type'))}) is only available on "
+        fail(
+            f"the server tool {short(tool.get('name'))} ({short(tool.get('type'))}) is only available on "
             "Anthropic models",
             param,
         )
-    function: dict[str, Any] = {"name": _str(tool.get("name"), f"{param}.name", non_empty=True)}
+    function: dict[str, Any] = {"name": as_str(tool.get("name"), f"{param}.name", non_empty=True)}
     if tool.get("description") is not None:
-        function["description"] = _str(tool["description"], f"{param}.description")
-    function["parameters"] = _dict(tool.get("input_schema"), f"{param}.input_schema")
+        function["description"] = as_str(tool["description"], f"{param}.description")
+    function["parameters"] = as_dict(tool.get("input_schema"), f"{param}.input_schema")
     return {"type": "function", "function": function}
 
 
 def _native_tool_choice(choice: dict[str, Any]) -> str | dict[str, Any]:
-    kind = _kind(choice.get("type"))
+    kind = kind_of(choice.get("type"))
     if kind == "tool":
-        return {"type": "function", "function": {"name": _str(choice.get("name"), "tool_choice.name", non_empty=True)}}
+        name = as_str(choice.get("name"), "tool_choice.name", non_empty=True)
+        return {"type": "function", "function": {"name": name}}
     if kind not in _TOOL_CHOICE_TO_CHAT:
-        _fail("must be one of 'auto', 'any', 'tool', 'none'", "tool_choice.type")
+        fail("must be one of 'auto', 'any', 'tool', 'none'", "tool_choice.type")
     return _TOOL_CHOICE_TO_CHAT[kind]
 
 
@@ -350,11 +316,11 @@ def chat_to_anthropic(body: dict[str, Any], upstream_model: str, max_tokens: int
     metadata, service_tier, modalities, ...) are dropped: the request is built from the fields it knows.
     """
     if not isinstance(body, dict):
-        _fail("the request body must be a JSON object", None)
+        fail("the request body must be a JSON object", None)
     n = body.get("n")
-    if n is not None and (not _is_int(n) or n > 1):
-        _fail("Anthropic models return one choice per request; n must be 1", "n")
-    system, messages = _chat_messages(_list(body.get("messages"), "messages", non_empty=True))
+    if n is not None and (not is_int(n) or n > 1):
+        fail("Anthropic models return one choice per request; n must be 1", "n")
+    system, messages = _chat_messages(as_list(body.get("messages"), "messages", non_empty=True))
     tools = _chat_tools(body.get("tools"))
     tool_choice = _chat_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     json_mode = _json_mode(body)
@@ -382,21 +348,15 @@ def chat_to_anthropic(body: dict[str, Any], upstream_model: str, max_tokens: int
     if thinking is None or thinking.get("type") == "disabled":
         # With thinking on, Anthropic accepts only the default sampling parameters: they are left out then.
         if body.get("temperature") is not None:
-            if not _is_number(body["temperature"]):
-                _fail("must be a number", "temperature")
             # OpenAI allows temperatures up to 2, Anthropic up to 1: clamp rather than refuse.
-            request["temperature"] = min(max(body["temperature"], 0), 1)
+            request["temperature"] = min(max(as_number(body["temperature"], "temperature"), 0), 1)
         if body.get("top_p") is not None:
-            if not _is_number(body["top_p"]):
-                _fail("must be a number", "top_p")
-            request["top_p"] = body["top_p"]
+            request["top_p"] = as_number(body["top_p"], "top_p")
         if body.get("top_k") is not None:  # not OpenAI's, but clients pass it (extra_body) for Anthropic
-            if not _is_int(body["top_k"]):
-                _fail("must be an integer", "top_k")
-            request["top_k"] = body["top_k"]
+            request["top_k"] = as_int(body["top_k"], "top_k")
     if body.get("user") is not None:
-        request["metadata"] = {"user_id": _str(body["user"], "user")}
-    if _optional_bool(body.get("stream"), "stream"):
+        request["metadata"] = {"user_id": as_str(body["user"], "user")}
+    if as_flag(body.get("stream"), "stream"):
         request["stream"] = True
     return request
 
@@ -415,32 +375,25 @@ def uses_json_tool(body: dict[str, Any]) -> bool:
 def _json_mode(body: dict[str, Any]) -> dict[str, Any] | None:
     """What `response_format` asks for: None for plain text, else the schema (None: any object) and the
     description the JSON tool gets."""
-    response_format = body.get("response_format")
-    if response_format is None:
+    json_format = read_response_format(body.get("response_format"))
+    if json_format is None:
         return None
-    kind = _kind(_dict(response_format, "response_format").get("type"))
-    if kind == "text":
-        return None
-    if kind == "json_object":
+    if json_format.spec is None:
         return {"schema": None, "description": "Answer with a JSON object: the tool's input is the reply."}
-    if kind != "json_schema":
-        _fail("must be 'text', 'json_object' or 'json_schema'", "response_format.type")
-    spec = _dict(response_format.get("json_schema"), "response_format.json_schema")
-    schema = spec.get("schema")
-    if schema is not None:
-        schema = _dict(schema, "response_format.json_schema.schema")
-    description = spec.get("description")
+    description = json_format.spec.get("description")
     if description is None:
-        name = spec.get("name")
+        name = json_format.spec.get("name")
         what = name if isinstance(name, str) and name else "a JSON object"
         description = f"Answer with {what}: the tool's input is the reply."
-    return {"schema": schema, "description": _str(description, "response_format.json_schema.description")}
+    description = as_str(description, "response_format.json_schema.description")
+    return {"schema": json_format.schema, "description": description}
 
 
 def _json_instruction(schema: dict[str, Any] | None) -> str:
     text = "Answer with only a JSON object: no other text, no Markdown code fences."
     if schema is not None:
-        text += f" The object must match this JSON schema: {_dumps(schema, 'response_format.json_schema.schema')}"
+        encoded = dumps_checked(schema, "response_format.json_schema.schema")
+        text += f" The object must match this JSON schema: {encoded}"
     return text
 
 
@@ -455,65 +408,44 @@ def _thinking_requested(body: dict[str, Any]) -> bool:
 
 def _chat_thinking(body: dict[str, Any], max_tokens: int) -> dict[str, Any] | None:
     if body.get("thinking") is not None:  # sent by the client for Anthropic (extra_body): passed as is
-        return _dict(body["thinking"], "thinking")
+        return as_dict(body["thinking"], "thinking")
     effort = body.get("reasoning_effort")
     if effort is None:
         return None
     if not isinstance(effort, str) or effort not in _THINKING_BUDGETS:
-        _fail(f"must be one of {', '.join(_THINKING_BUDGETS)}", "reasoning_effort")
+        fail(f"must be one of {', '.join(_THINKING_BUDGETS)}", "reasoning_effort")
     # The budget must stay below max_tokens, and Anthropic refuses budgets under 1024: no thinking then.
     budget = min(_THINKING_BUDGETS[effort], max_tokens - 1)
     return {"type": "enabled", "budget_tokens": budget} if budget >= _MIN_THINKING_BUDGET else None
 
 
 def _chat_stop(stop: Any) -> list[str]:
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else _list(stop, "stop")
-    for i, item in enumerate(stops):
-        _str(item, f"stop.{i}")
-    return [item for item in stops if item.strip()]  # Anthropic refuses whitespace-only stop sequences
+    return [item for item in read_stop(stop) if item.strip()]  # Anthropic refuses whitespace-only stop sequences
 
 
 def _chat_tools(tools: Any) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
     out = []
-    for i, tool in enumerate(_list(tools, "tools")):
-        param = f"tools.{i}"
-        tool = _dict(tool, param)
-        if tool.get("type") != "function":
-            _fail(f"tools of type {_short(tool.get('type'))} cannot be sent to an Anthropic model", f"{param}.type")
-        function = _dict(tool.get("function"), f"{param}.function")
-        converted: dict[str, Any] = {"name": _str(function.get("name"), f"{param}.function.name", non_empty=True)}
-        if function.get("description") is not None:
-            converted["description"] = _str(function["description"], f"{param}.function.description")
-        schema = function.get("parameters")
-        if schema is None:
-            schema = {"type": "object", "properties": {}}
-        schema = _dict(schema, f"{param}.function.parameters")
+    for tool in function_tools(tools, _TARGET):
+        converted: dict[str, Any] = {"name": tool.name}
+        if tool.description is not None:
+            converted["description"] = tool.description
+        schema = tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
         # Anthropic requires an object schema at the root; OpenAI clients sometimes leave `type` out.
         converted["input_schema"] = schema if "type" in schema else {"type": "object", **schema}
-        if "cache_control" in tool:
-            converted["cache_control"] = tool["cache_control"]
+        if "cache_control" in tool.tool:
+            converted["cache_control"] = tool.tool["cache_control"]
         out.append(converted)
     return out
 
 
 def _chat_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     result: dict[str, Any] | None = None
-    if isinstance(choice, str):
-        if choice not in _TOOL_CHOICE_TO_ANTHROPIC:
-            _fail("must be 'auto', 'required', 'none' or a named function", "tool_choice")
-        result = {"type": _TOOL_CHOICE_TO_ANTHROPIC[choice]}
-    elif choice is not None:
-        choice = _dict(choice, "tool_choice")
-        if choice.get("type") != "function":
-            _fail("only function tool choices can be sent to an Anthropic model", "tool_choice.type")
-        function = _dict(choice.get("function"), "tool_choice.function")
-        result = {"type": "tool", "name": _str(function.get("name"), "tool_choice.function.name", non_empty=True)}
+    checked = read_tool_choice(choice, _TARGET)
+    if checked is not None:
+        mode, name = checked
+        result = {"type": "tool", "name": name} if mode == "function" else {"type": _TOOL_CHOICE_TO_ANTHROPIC[mode]}
     if parallel is not None and not isinstance(parallel, bool):
-        _fail("must be a boolean", "parallel_tool_calls")
+        fail("must be a boolean", "parallel_tool_calls")
     if parallel is False:
         result = result or {"type": "auto"}
         if result["type"] != "none":  # {"type": "none"} takes no parallelism flag
@@ -526,10 +458,7 @@ def _chat_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     legacy_call_id: str | None = None  # the id given to the last legacy `function_call`
-    for i, message in enumerate(messages):
-        param = f"messages.{i}"
-        message = _dict(message, param)
-        role = _kind(message.get("role"))
+    for i, param, message, role in chat_messages(messages):
         if role in ("system", "developer"):
             system.extend(_chat_blocks(message.get("content"), f"{param}.content", text_only=True))
             continue
@@ -542,15 +471,13 @@ def _chat_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict
                 blocks.append(_tool_use(legacy_call_id, message["function_call"], f"{param}.function_call"))
         elif role == "tool":
             role = "user"
-            tool_use_id = _str(message.get("tool_call_id"), f"{param}.tool_call_id", non_empty=True)
+            tool_use_id = as_str(message.get("tool_call_id"), f"{param}.tool_call_id", non_empty=True)
             blocks = [_tool_result(tool_use_id, message.get("content"), f"{param}.content")]
-        elif role == "function":
+        else:  # a legacy function result
             if legacy_call_id is None:
-                _fail("a function message must follow an assistant message with a function_call", param)
+                fail("a function message must follow an assistant message with a function_call", param)
             role = "user"
             blocks = [_tool_result(legacy_call_id, message.get("content"), f"{param}.content")]
-        else:
-            _fail("must be one of system, developer, user, assistant, tool, function", f"{param}.role")
         if not blocks:
             continue  # a message left with no blocks (empty text) is dropped: Anthropic refuses it
         if turns and turns[-1]["role"] == role:
@@ -568,7 +495,7 @@ def _chat_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict
         # Anthropic requires the conversation to open with a user turn, while an OpenAI one may open with the
         # assistant (after the system prompt) or hold only a system prompt. A minimal user turn keeps every
         # message the client sent, where dropping the assistant's would change the conversation.
-        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": _PLACEHOLDER_USER_TEXT}]})
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": PLACEHOLDER_USER_TEXT}]})
     return system, turns
 
 
@@ -594,7 +521,7 @@ def _chat_blocks(content: Any, param: str, *, text_only: bool = False) -> list[d
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
-    for j, part in enumerate(_list(content, param)):
+    for j, part in enumerate(as_list(content, param)):
         block = _chat_part(part, f"{param}.{j}", text_only)
         if block is not None:
             blocks.append(block)
@@ -602,65 +529,58 @@ def _chat_blocks(content: Any, param: str, *, text_only: bool = False) -> list[d
 
 
 def _chat_part(part: Any, param: str, text_only: bool) -> dict[str, Any] | None:
-    part = _dict(part, param)
-    kind = _kind(part.get("type"))
+    part = as_dict(part, param)
+    kind = kind_of(part.get("type"))
     if kind in ("text", "refusal"):  # an assistant's refusal part is text it said
-        text = _str(part.get(kind), f"{param}.{kind}")
+        text = as_str(part.get(kind), f"{param}.{kind}")
         if not text.strip():
             return None  # Anthropic refuses empty (and whitespace-only) text blocks
         block: dict[str, Any] = {"type": "text", "text": text}
     elif kind == "image_url" and not text_only:
         block = {"type": "image", "source": _image_source(part.get("image_url"), f"{param}.image_url")}
     else:
-        _fail(f"content parts of type {_short(part.get('type'))} cannot be sent to an Anthropic model here", param)
+        fail(f"content parts of type {short(part.get('type'))} cannot be sent to an Anthropic model here", param)
     if "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block
 
 
 def _image_source(image_url: Any, param: str) -> dict[str, Any]:
-    # OpenAI sends {"url": ..., "detail": ...}; some clients send the URL string alone.
-    url = image_url if isinstance(image_url, str) else _dict(image_url, param).get("url")
-    url = _str(url, f"{param}.url")
-    if url.startswith("data:"):
-        header, comma, data = url.partition(",")
-        if comma and header.endswith(";base64") and len(header) > len("data:;base64") and data:
-            return {"type": "base64", "media_type": header[len("data:") : -len(";base64")], "data": data}
-        _fail("data URIs must look like data:<media type>;base64,<data>", f"{param}.url")
-    if url.startswith(("https://", "http://")):
-        return {"type": "url", "url": url}
-    _fail("images must be data URIs or http(s) URLs", f"{param}.url")
+    media_type, data = read_image_url(image_url, param)
+    if media_type is None:
+        return {"type": "url", "url": data}
+    return {"type": "base64", "media_type": media_type, "data": data}
 
 
 def _chat_assistant_blocks(message: dict[str, Any], param: str) -> list[dict[str, Any]]:
     blocks = []
     # Signed thinking goes first: Anthropic checks that a turn's thinking precedes its text and tool use.
     if message.get("thinking_blocks") is not None:
-        for k, block in enumerate(_list(message["thinking_blocks"], f"{param}.thinking_blocks")):
+        for k, block in enumerate(as_list(message["thinking_blocks"], f"{param}.thinking_blocks")):
             blocks.append(_thinking_block(block, f"{param}.thinking_blocks.{k}"))
     blocks.extend(_chat_blocks(message.get("content"), f"{param}.content", text_only=True))
     if message.get("tool_calls") is not None:
-        for k, call in enumerate(_list(message["tool_calls"], f"{param}.tool_calls")):
+        for k, call in enumerate(as_list(message["tool_calls"], f"{param}.tool_calls")):
             where = f"{param}.tool_calls.{k}"
-            call = _dict(call, where)
-            call_id = _str(call.get("id"), f"{where}.id", non_empty=True)
+            call = as_dict(call, where)
+            call_id = as_str(call.get("id"), f"{where}.id", non_empty=True)
             blocks.append(_tool_use(call_id, call.get("function"), f"{where}.function"))
     return blocks
 
 
 def _thinking_block(block: Any, param: str) -> dict[str, Any]:
-    block = _dict(block, param)
-    kind = _kind(block.get("type"))
+    block = as_dict(block, param)
+    kind = kind_of(block.get("type"))
     if kind == "thinking":
-        thinking = _str(block.get("thinking"), f"{param}.thinking")
+        thinking = as_str(block.get("thinking"), f"{param}.thinking")
         return {
             "type": "thinking",
             "thinking": thinking,
-            "signature": _str(block.get("signature"), f"{param}.signature"),
+            "signature": as_str(block.get("signature"), f"{param}.signature"),
         }
     if kind == "redacted_thinking":
-        return {"type": "redacted_thinking", "data": _str(block.get("data"), f"{param}.data")}
-    _fail("must be 'thinking' or 'redacted_thinking'", f"{param}.type")
+        return {"type": "redacted_thinking", "data": as_str(block.get("data"), f"{param}.data")}
+    fail("must be 'thinking' or 'redacted_thinking'", f"{param}.type")
 
 
 def _tool_id(call_id: str) -> str:
@@ -668,20 +588,7 @@ def _tool_id(call_id: str) -> str:
 
 
 def _tool_use(call_id: str, function: Any, param: str) -> dict[str, Any]:
-    function = _dict(function, param)
-    name = _str(function.get("name"), f"{param}.name", non_empty=True)
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):  # a few clients send the object itself
-        tool_input = arguments
-    elif not _str(arguments, f"{param}.arguments").strip():
-        tool_input = {}  # a call without arguments: streamed calls to argument-less tools often end up ""
-    else:
-        try:
-            tool_input = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            _fail("must be a JSON object", f"{param}.arguments")
-        if not isinstance(tool_input, dict):
-            _fail("must be a JSON object", f"{param}.arguments")
+    name, tool_input = read_function_call(function, param)
     return {"type": "tool_use", "id": _tool_id(call_id), "name": name, "input": tool_input}
 
 
@@ -697,19 +604,15 @@ def _tool_result(tool_use_id: str, content: Any, param: str) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------------- usage
 
 
-def _count(value: Any) -> int:
-    return int(value) if _is_number(value) and value > 0 else 0
-
-
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
     """Anthropic's usage in OpenAI's convention: input_tokens excludes cache reads and writes, prompt_tokens
     includes both."""
-    input_tokens = _count(usage.get("input_tokens"))
-    cache_read = _count(usage.get("cache_read_input_tokens"))
-    cache_write = _count(usage.get("cache_creation_input_tokens"))
+    input_tokens = token_count(usage.get("input_tokens"))
+    cache_read = token_count(usage.get("cache_read_input_tokens"))
+    cache_write = token_count(usage.get("cache_creation_input_tokens"))
     return Usage(
         prompt_tokens=input_tokens + cache_read + cache_write,
-        completion_tokens=_count(usage.get("output_tokens")),
+        completion_tokens=token_count(usage.get("output_tokens")),
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
     )
@@ -795,16 +698,6 @@ def _stop_reason(finish_reason: Any, called_tools: bool) -> str:
     return "tool_use" if called_tools and stop_reason == "end_turn" else stop_reason
 
 
-def _lenient_input(arguments: Any) -> dict[str, Any]:
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
-    except orjson.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 def chat_to_anthropic_reply(completion: dict[str, Any], usage: Usage, model: str) -> dict[str, Any]:
     """A `chat.completion` (from an OpenAI-format upstream) as a native Message for `model`."""
     choices = completion.get("choices")
@@ -822,20 +715,14 @@ def chat_to_anthropic_reply(completion: dict[str, Any], usage: Usage, model: str
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = message.get("content")
-    if isinstance(text, list):  # some servers answer with content parts
-        text = "".join(p["text"] for p in text if isinstance(p, dict) and isinstance(p.get("text"), str))
-    for value in (text, message.get("refusal")):
+    for value in (content_text(message.get("content")), message.get("refusal")):
         if isinstance(value, str) and value:
             content.append({"type": "text", "text": value})
-    calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
-    if isinstance(message.get("function_call"), dict):
-        calls.append({"function": message["function_call"]})
-    for i, call in enumerate(calls):
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
-        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"toolu_{i}"
+    calls = message_tool_calls(message)
+    for i, (call_id, function) in enumerate(calls):
+        call_id = call_id if isinstance(call_id, str) and call_id else f"toolu_{i}"
         name = function.get("name") if isinstance(function.get("name"), str) else ""
-        tool_input = _lenient_input(function.get("arguments"))
+        tool_input = arguments_object(function.get("arguments"))
         content.append({"type": "tool_use", "id": call_id, "name": name, "input": tool_input})
     return {
         "id": _message_id(completion.get("id")),
@@ -872,18 +759,6 @@ def anthropic_reply_usage(body: bytes) -> tuple[Usage | None, list[str]]:
 
 
 # -------------------------------------------------------------------------------------------------- streams
-
-
-def _sse_data(event: bytes) -> Any:
-    """The parsed JSON of one SSE event's data (None when it has none or it is not JSON)."""
-    lines = [line[5:] for line in event.split(b"\n") if line.startswith(b"data:")]
-    if not lines:
-        return None
-    payload = b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _sse_event(kind: str, data: dict[str, Any]) -> bytes:
@@ -925,16 +800,10 @@ class AnthropicToChatStream:
         self._tool_calls = 0
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
+        return choice_chunk(self._id, self._created, self._model, 0, delta, finish_reason)
 
     def feed(self, event: bytes) -> list[dict[str, Any]]:
-        data = _sse_data(event)
+        data = sse_json(event)
         if not isinstance(data, dict):
             return []
         kind = data.get("type")
@@ -1127,7 +996,7 @@ class ChatToAnthropicStream:
         call_id = call_id if isinstance(call_id, str) and call_id else None
         # OpenAI sends id and name only in a call's first fragment, keyed by index; some servers omit the
         # index, others reuse index 0 for every call with a new id: a new index or a new id opens a block.
-        key = index if _is_int(index) else call_id if call_id is not None else self._current_tool
+        key = index if is_int(index) else call_id if call_id is not None else self._current_tool
         known = self._tools.get(key) if key is not None else None
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
         out = b""
@@ -1176,7 +1045,7 @@ class AnthropicPassthroughTap:
         return event
 
     def _read_usage(self, event: bytes) -> None:
-        data = _sse_data(event)
+        data = sse_json(event)
         if not isinstance(data, dict):
             return
         kind = data.get("type")
@@ -1195,7 +1064,7 @@ class AnthropicPassthroughTap:
         for event in self._events:
             if b"content_block_" not in event:
                 continue
-            data = _sse_data(event)
+            data = sse_json(event)
             if isinstance(data, dict):
                 texts.extend(_block_texts(data.get("delta") or data.get("content_block")))
         return texts
@@ -1207,22 +1076,7 @@ class AnthropicPassthroughTap:
 def _error_status(error: RelayError) -> tuple[int, str]:
     if error.code == "insufficient_quota":
         return 402, "billing_error"  # OpenAI says 429, which the anthropic SDK would retry in vain; it skips 402
-    status = error.status
-    if status in _ERROR_TYPES:
-        return status, _ERROR_TYPES[status]
-    if 500 <= status <= 599:
-        return status, "api_error"
-    if 400 <= status <= 499 and _is_http_status(status):
-        return status, "invalid_request_error"
-    return 400, "invalid_request_error"  # 499 (client went away) and the like are no error to send a client
-
-
-def _is_http_status(status: int) -> bool:
-    try:
-        HTTPStatus(status)
-    except ValueError:
-        return False
-    return True
+    return error_status(error.status, _ERROR_TYPES, "api_error", "invalid_request_error")
 
 
 def anthropic_error(error: RelayError) -> tuple[int, bytes]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import orjson
@@ -72,3 +73,24 @@ def upstream_error_message(body: bytes) -> str:
         if isinstance(parsed.get("message"), str):
             return parsed["message"]
     return body[:500].decode("utf-8", "replace").strip() or "no error message"
+
+
+def error_status(status: int, names: Mapping[int, str], server_error: str, client_error: str) -> tuple[int, str]:
+    """The HTTP status a client is answered with for an error of `status`, and its format's name for it:
+    `names` first, then `server_error` for any other 5xx and `client_error` for any other HTTP 4xx. Anything
+    else (499, the client went away, and the like) is no error to send a client: 400 and `client_error`."""
+    if status in names:
+        return status, names[status]
+    if 500 <= status <= 599:
+        return status, server_error
+    if 400 <= status <= 499 and _is_http_status(status):
+        return status, client_error
+    return 400, client_error
+
+
+def _is_http_status(status: int) -> bool:
+    try:
+        HTTPStatus(status)
+    except ValueError:
+        return False
+    return True

@@ -40,29 +40,43 @@ import functools
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from llmrelay.formats.anthropic import (
-    _PLACEHOLDER_USER_TEXT,
-    _count,
-    _dict,
-    _dumps,
-    _fail,
-    _image_source,
-    _is_http_status,
-    _is_int,
-    _is_number,
-    _kind,
-    _lenient_input,
-    _list,
-    _short,
-    _sse_data,
-    _str,
+from llmrelay.formats.base import error_status
+from llmrelay.formats.checks import (
+    as_dict,
+    as_int,
+    as_list,
+    as_number,
+    as_str,
+    dumps_checked,
+    fail,
+    is_int,
+    kind_of,
+    short,
+    sse_json,
+    token_count,
 )
-from llmrelay.formats.openai import usage_to_openai
+from llmrelay.formats.openai import (
+    PLACEHOLDER_USER_TEXT,
+    arguments_object,
+    assistant_messages,
+    chat_messages,
+    choice_chunk,
+    content_text,
+    function_tools,
+    http_image_urls,
+    message_tool_calls,
+    read_function_call,
+    read_image_url,
+    read_response_format,
+    read_stop,
+    read_tool_choice,
+    usage_to_openai,
+)
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
 
@@ -129,6 +143,7 @@ _JSON_MIME = "application/json"
 # declaration another provider could call; the only key a translatable tool has:
 _FUNCTION_TOOL_KEYS = frozenset({"functionDeclarations", "function_declarations"})
 _AUDIO_MIME_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+_TARGET = "a Gemini model"  # where tools and tool choices of other kinds cannot be sent
 
 # Keys Gemini's Schema accepts in function parameters and response schemas; every other JSON Schema
 # keyword ($schema, additionalProperties, $ref, const, examples, default, oneOf, allOf, ...) is refused.
@@ -195,13 +210,8 @@ def _field(obj: dict[str, Any], name: str) -> Any:
 def _checked(value: Any, kind: str, param: str) -> Any:
     """A generation parameter of `kind` ("number", "integer", "positive"), or a 400 naming it."""
     if kind == "number":
-        if not _is_number(value):
-            _fail("must be a number", param)
-    elif not _is_int(value):
-        _fail("must be an integer", param)
-    elif kind == "positive" and value < 1:
-        _fail("must be a positive integer", param)
-    return value
+        return as_number(value, param)
+    return as_int(value, param, positive=kind == "positive")
 
 
 # ---------------------------------------------------------------------------------- requests: Gemini → chat
@@ -227,7 +237,7 @@ class _CallLedger:
         if match is None:
             match = next((call for call in self._calls if call[1] == name and not call[2]), None)
         if match is None:
-            _fail(f"no earlier functionCall named {_short(name)} is waiting for this response", param)
+            fail(f"no earlier functionCall named {short(name)} is waiting for this response", param)
         match[2] = True
         return match[0]
 
@@ -236,13 +246,13 @@ def gemini_to_chat(body: dict[str, Any], model: str, stream: bool) -> dict[str, 
     """A native generateContent request (model and streaming come from the URL) as the internal chat body;
     any malformed field is a 400 naming it."""
     if not isinstance(body, dict):
-        _fail("the request body must be a JSON object", None)
+        fail("the request body must be a JSON object", None)
     messages: list[dict[str, Any]] = []
     system = _native_system(_field(body, "systemInstruction"))
     if system:
         messages.append({"role": "system", "content": system})
     ledger = _CallLedger()
-    for turn, content in enumerate(_list(_field(body, "contents"), "contents", non_empty=True)):
+    for turn, content in enumerate(as_list(_field(body, "contents"), "contents", non_empty=True)):
         messages.extend(_native_content(content, turn, ledger))
     chat: dict[str, Any] = {"model": model, "messages": messages}
     tools = _native_tools(_field(body, "tools"))
@@ -253,7 +263,7 @@ def gemini_to_chat(body: dict[str, Any], model: str, stream: bool) -> dict[str, 
             chat["tool_choice"] = tool_choice
     config = _field(body, "generationConfig")
     if config is not None:
-        chat.update(_native_generation_config(_dict(config, "generationConfig")))
+        chat.update(_native_generation_config(as_dict(config, "generationConfig")))
     # safetySettings and cachedContent mean nothing to another provider: dropped.
     if stream:
         chat["stream"] = True
@@ -264,11 +274,11 @@ def gemini_to_chat(body: dict[str, Any], model: str, stream: bool) -> dict[str, 
 def _native_system(system: Any) -> str:
     if system is None or isinstance(system, str):
         return system or ""
-    system = _dict(system, "systemInstruction")
+    system = as_dict(system, "systemInstruction")
     texts = []
-    for i, part in enumerate(_list(_field(system, "parts"), "systemInstruction.parts")):
-        part = _dict(part, f"systemInstruction.parts.{i}")
-        texts.append(_str(_field(part, "text"), f"systemInstruction.parts.{i}.text"))
+    for i, part in enumerate(as_list(_field(system, "parts"), "systemInstruction.parts")):
+        part = as_dict(part, f"systemInstruction.parts.{i}")
+        texts.append(as_str(_field(part, "text"), f"systemInstruction.parts.{i}.text"))
     return "\n".join(text for text in texts if text)
 
 
@@ -281,40 +291,45 @@ def _part_kind(part: dict[str, Any], param: str) -> str:
             return kind
     for kind in ("executableCode", "codeExecutionResult"):
         if _field(part, kind) is not None:
-            _fail(f"{kind} parts come from Gemini's code execution and cannot be sent to this model", param)
-    _fail("a part needs one of text, inlineData, fileData, functionCall or functionResponse", param)
+            fail(f"{kind} parts come from Gemini's code execution and cannot be sent to this model", param)
+    fail("a part needs one of text, inlineData, fileData, functionCall or functionResponse", param)
 
 
 def _native_content(content: Any, turn: int, ledger: _CallLedger) -> list[dict[str, Any]]:
     param = f"contents.{turn}"
-    content = _dict(content, param)
+    content = as_dict(content, param)
     role = _field(content, "role")
     if role is None or role == "":
         role = "user"  # Gemini's default
     if role not in ("user", "model", "function"):  # "function": the role of function responses in older docs
-        _fail("must be 'user' or 'model'", f"{param}.role")
-    parts = _list(_field(content, "parts"), f"{param}.parts", non_empty=True)
+        fail("must be 'user' or 'model'", f"{param}.role")
+    parts = as_list(_field(content, "parts"), f"{param}.parts", non_empty=True)
     if role == "model":
         return _native_model_turn(parts, param, turn, ledger)
     return _native_user_turn(parts, param, ledger)
 
 
+def _turn_parts(parts: list[Any], param: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """A native turn's parts, each checked as it is reached: (path, part, what it holds)."""
+    for j, part in enumerate(parts):
+        where = f"{param}.parts.{j}"
+        part = as_dict(part, where)
+        yield where, part, _part_kind(part, where)
+
+
 def _native_user_turn(parts: list[Any], param: str, ledger: _CallLedger) -> list[dict[str, Any]]:
     tool_messages: list[dict[str, Any]] = []
     chat_parts: list[dict[str, Any]] = []
-    for j, part in enumerate(parts):
-        where = f"{param}.parts.{j}"
-        part = _dict(part, where)
-        kind = _part_kind(part, where)
+    for where, part, kind in _turn_parts(parts, param):
         if kind == "text":
-            chat_parts.append({"type": "text", "text": _str(_field(part, "text"), f"{where}.text")})
+            chat_parts.append({"type": "text", "text": as_str(_field(part, "text"), f"{where}.text")})
         elif kind in ("inlineData", "fileData"):
             url = _native_media_url(_field(part, kind), f"{where}.{kind}", inline=kind == "inlineData")
             chat_parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "functionResponse":
             tool_messages.append(_native_function_response(_field(part, kind), f"{where}.{kind}", ledger))
         elif kind == "functionCall":
-            _fail("functionCall parts belong in turns of role 'model'", where)
+            fail("functionCall parts belong in turns of role 'model'", where)
     # OpenAI wants tool messages right after the assistant message that made the calls, so they go first.
     if not chat_parts:
         return tool_messages
@@ -327,83 +342,75 @@ _URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 def _native_media_url(media: Any, param: str, *, inline: bool) -> str:
-    media = _dict(media, param)
+    media = as_dict(media, param)
     mime_type = _field(media, "mimeType")
     if inline or mime_type is not None:
-        mime_type = _str(mime_type, f"{param}.mimeType", non_empty=True)
+        mime_type = as_str(mime_type, f"{param}.mimeType", non_empty=True)
         if not mime_type.startswith("image/"):
-            _fail(f"only images can be sent to this model, not {_short(mime_type)}", f"{param}.mimeType")
+            fail(f"only images can be sent to this model, not {short(mime_type)}", f"{param}.mimeType")
     if inline:
-        data = _str(_field(media, "data"), f"{param}.data", non_empty=True)
+        data = as_str(_field(media, "data"), f"{param}.data", non_empty=True)
         # Google takes URL-safe base64 too (google-genai sends it); data URIs and other providers want standard.
         return f"data:{mime_type};base64,{data.translate(_URL_SAFE_TO_STANDARD)}"
-    return _str(_field(media, "fileUri"), f"{param}.fileUri", non_empty=True)
+    return as_str(_field(media, "fileUri"), f"{param}.fileUri", non_empty=True)
 
 
 def _native_function_response(response: Any, param: str, ledger: _CallLedger) -> dict[str, Any]:
-    response = _dict(response, param)
-    name = _str(_field(response, "name"), f"{param}.name", non_empty=True)
+    response = as_dict(response, param)
+    name = as_str(_field(response, "name"), f"{param}.name", non_empty=True)
     payload = _field(response, "response")
-    payload = {} if payload is None else _dict(payload, f"{param}.response")
+    payload = {} if payload is None else as_dict(payload, f"{param}.response")
     call_id = ledger.answer(_field(response, "id"), name, param)
-    return {"role": "tool", "tool_call_id": call_id, "content": _dumps(payload, f"{param}.response")}
+    return {"role": "tool", "tool_call_id": call_id, "content": dumps_checked(payload, f"{param}.response")}
 
 
 def _native_model_turn(parts: list[Any], param: str, turn: int, ledger: _CallLedger) -> list[dict[str, Any]]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for j, part in enumerate(parts):
-        where = f"{param}.parts.{j}"
-        part = _dict(part, where)
-        kind = _part_kind(part, where)
+    for where, part, kind in _turn_parts(parts, param):
         if kind == "text":
-            texts.append(_str(_field(part, "text"), f"{where}.text"))
+            texts.append(as_str(_field(part, "text"), f"{where}.text"))
         elif kind == "functionCall":
-            call = _dict(_field(part, kind), f"{where}.functionCall")
-            name = _str(_field(call, "name"), f"{where}.functionCall.name", non_empty=True)
+            call = as_dict(_field(part, kind), f"{where}.functionCall")
+            name = as_str(_field(call, "name"), f"{where}.functionCall.name", non_empty=True)
             args = _field(call, "args")
-            args = {} if args is None else _dict(args, f"{where}.functionCall.args")
+            args = {} if args is None else as_dict(args, f"{where}.functionCall.args")
             call_id = _field(call, "id")
             if not (isinstance(call_id, str) and call_id):
                 call_id = f"call_{turn}_{len(calls)}"
             ledger.add(call_id, name)
-            function = {"name": name, "arguments": _dumps(args, f"{where}.functionCall.args")}
+            function = {"name": name, "arguments": dumps_checked(args, f"{where}.functionCall.args")}
             calls.append({"id": call_id, "type": "function", "function": function})
         elif kind != "thought":
-            _fail(f"{kind} parts cannot be sent in turns of role 'model' to this model", where)
-    if not texts and not calls:
-        return []  # only thoughts: nothing left to say to another provider
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        message["tool_calls"] = calls
-    return [message]
+            fail(f"{kind} parts cannot be sent in turns of role 'model' to this model", where)
+    return assistant_messages(texts, calls)
 
 
 def _native_tools(tools: Any) -> list[dict[str, Any]]:
     if tools is None:
         return []
     out = []
-    for i, tool in enumerate(_list(tools, "tools")):
+    for i, tool in enumerate(as_list(tools, "tools")):
         param = f"tools.{i}"
-        tool = _dict(tool, param)
+        tool = as_dict(tool, param)
         others = sorted(key for key, value in tool.items() if key not in _FUNCTION_TOOL_KEYS and value is not None)
         if others:
-            _fail(f"{', '.join(_short(key) for key in others)} tools run inside Gemini's API only", param)
+            fail(f"{', '.join(short(key) for key in others)} tools run inside Gemini's API only", param)
         declarations = _field(tool, "functionDeclarations")
-        for j, declaration in enumerate(_list(declarations or [], f"{param}.functionDeclarations")):
+        for j, declaration in enumerate(as_list(declarations or [], f"{param}.functionDeclarations")):
             out.append(_native_declaration(declaration, f"{param}.functionDeclarations.{j}"))
     return out
 
 
 def _native_declaration(declaration: Any, param: str) -> dict[str, Any]:
-    declaration = _dict(declaration, param)
-    function: dict[str, Any] = {"name": _str(_field(declaration, "name"), f"{param}.name", non_empty=True)}
+    declaration = as_dict(declaration, param)
+    function: dict[str, Any] = {"name": as_str(_field(declaration, "name"), f"{param}.name", non_empty=True)}
     description = _field(declaration, "description")
     if description is not None:
-        function["description"] = _str(description, f"{param}.description")
+        function["description"] = as_str(description, f"{param}.description")
     json_schema = _field(declaration, "parametersJsonSchema")
     if json_schema is not None:
-        function["parameters"] = _encodable(_dict(json_schema, f"{param}.parametersJsonSchema"), param)
+        function["parameters"] = _encodable(as_dict(json_schema, f"{param}.parametersJsonSchema"), param)
     elif _field(declaration, "parameters") is not None:
         schema = _json_schema(_field(declaration, "parameters"), f"{param}.parameters", 0)
         function["parameters"] = _encodable(schema, f"{param}.parameters")
@@ -415,15 +422,15 @@ def _native_declaration(declaration: Any, param: str) -> dict[str, Any]:
 def _encodable(schema: dict[str, Any], param: str) -> dict[str, Any]:
     """A schema passed on, once checked to encode (orjson refuses nesting past 255 levels, which JSON a
     client sent may have): the body must not fail later, when it is encoded for the upstream."""
-    _dumps(schema, param)
+    dumps_checked(schema, param)
     return schema
 
 
 def _json_schema(schema: Any, param: str, depth: int) -> dict[str, Any]:
     """A Gemini `Schema` (OpenAPI 3.0 subset, upper-case types, `nullable`) as JSON Schema."""
-    schema = _dict(schema, param)
+    schema = as_dict(schema, param)
     if depth > _MAX_SCHEMA_DEPTH:
-        _fail("is nested too deeply", param)
+        fail("is nested too deeply", param)
     out: dict[str, Any] = {}
     nullable = False
     for key, value in schema.items():
@@ -436,14 +443,14 @@ def _json_schema(schema: Any, param: str, depth: int) -> dict[str, Any]:
         elif key == "nullable":
             nullable = value is True
         elif key == "properties":
-            properties = _dict(value, f"{param}.properties")
+            properties = as_dict(value, f"{param}.properties")
             out[key] = {
                 name: _json_schema(sub, f"{param}.properties.{name}", depth + 1) for name, sub in properties.items()
             }
         elif key == "items":
             out[key] = _json_schema(value, f"{param}.items", depth + 1)
         elif key == "anyOf":
-            members = _list(value, f"{param}.anyOf")
+            members = as_list(value, f"{param}.anyOf")
             out[key] = [_json_schema(sub, f"{param}.anyOf.{k}", depth + 1) for k, sub in enumerate(members)]
         elif key == "example":
             out["examples"] = [value]
@@ -466,25 +473,25 @@ def _native_tool_config(config: Any, tools: list[dict[str, Any]]) -> str | dict[
     them (OpenAI cannot force a choice among a subset any other way)."""
     if config is None:
         return None
-    calling = _field(_dict(config, "toolConfig"), "functionCallingConfig")
+    calling = _field(as_dict(config, "toolConfig"), "functionCallingConfig")
     if calling is None:
         return None
     param = "toolConfig.functionCallingConfig"
-    calling = _dict(calling, param)
+    calling = as_dict(calling, param)
     mode = _field(calling, "mode")
-    mode = "AUTO" if mode is None else _str(mode, f"{param}.mode").upper()
+    mode = "AUTO" if mode is None else as_str(mode, f"{param}.mode").upper()
     if mode not in _TOOL_MODES:
-        _fail(f"must be one of {', '.join(_TOOL_MODES)}", f"{param}.mode")
+        fail(f"must be one of {', '.join(_TOOL_MODES)}", f"{param}.mode")
     choice: str | dict[str, Any] = _TOOL_MODES[mode]
     allowed = _field(calling, "allowedFunctionNames")
     if allowed is None or mode != "ANY":
         return choice
-    allowed = _list(allowed, f"{param}.allowedFunctionNames")
-    names = [_str(name, f"{param}.allowedFunctionNames.{k}") for k, name in enumerate(allowed)]
+    allowed = as_list(allowed, f"{param}.allowedFunctionNames")
+    names = [as_str(name, f"{param}.allowedFunctionNames.{k}") for k, name in enumerate(allowed)]
     declared = {tool["function"]["name"] for tool in tools}
     for name in names:
         if name not in declared:
-            _fail(f"{_short(name)} is not a declared function", f"{param}.allowedFunctionNames")
+            fail(f"{short(name)} is not a declared function", f"{param}.allowedFunctionNames")
     if len(set(names)) == 1:
         return {"type": "function", "function": {"name": names[0]}}
     if names:
@@ -501,20 +508,20 @@ def _native_generation_config(config: dict[str, Any]) -> dict[str, Any]:
     stops = _field(config, "stopSequences")
     if stops is not None:
         param = "generationConfig.stopSequences"
-        chat["stop"] = [_str(stop, f"{param}.{k}") for k, stop in enumerate(_list(stops, param))]
+        chat["stop"] = [as_str(stop, f"{param}.{k}") for k, stop in enumerate(as_list(stops, param))]
     top_k = _field(config, "topK")
     if top_k is not None:
         _checked(top_k, "number", "generationConfig.topK")  # OpenAI has no top_k: checked, then dropped
     mime_type = _field(config, "responseMimeType")
     if mime_type is not None:
-        mime_type = _str(mime_type, "generationConfig.responseMimeType")
+        mime_type = as_str(mime_type, "generationConfig.responseMimeType")
         if mime_type not in ("", "text/plain", _JSON_MIME):
-            _fail(f"{_short(mime_type)} replies cannot be produced by this model", "generationConfig.responseMimeType")
+            fail(f"{short(mime_type)} replies cannot be produced by this model", "generationConfig.responseMimeType")
     json_schema = _field(config, "responseJsonSchema")
     schema = _field(config, "responseSchema")
     if json_schema is not None:
         param = "generationConfig.responseJsonSchema"
-        schema = _encodable(_dict(json_schema, param), param)
+        schema = _encodable(as_dict(json_schema, param), param)
     elif schema is not None:
         param = "generationConfig.responseSchema"
         schema = _encodable(_json_schema(schema, param, 0), param)
@@ -533,18 +540,9 @@ def image_urls_to_fetch(body: dict[str, Any]) -> list[str]:
     """The http(s) image URLs of an internal chat body, each once, in order: Gemini takes images only inline
     (or from its own file store), so the provider fetches these and passes them to `chat_to_gemini`.
     Malformed bodies yield what can be found; `chat_to_gemini` reports what is wrong with them."""
-    urls: dict[str, None] = {}
-    messages = body.get("messages") if isinstance(body, dict) else None
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, dict) else None
-        for part in content if isinstance(content, list) else ():
-            if not isinstance(part, dict) or part.get("type") != "image_url":
-                continue
-            image_url = part.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            if isinstance(url, str) and url.startswith(("https://", "http://")):
-                urls[url] = None
-    return list(urls)
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return []
+    return list(dict.fromkeys(http_image_urls(body)))
 
 
 def chat_to_gemini(body: dict[str, Any], inline_images: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
@@ -555,8 +553,8 @@ def chat_to_gemini(body: dict[str, Any], inline_images: Mapping[str, tuple[str, 
     parallel_tool_calls, service_tier, ...) are dropped: the request is built from the fields it knows.
     """
     if not isinstance(body, dict):
-        _fail("the request body must be a JSON object", None)
-    system, contents = _chat_contents(_list(body.get("messages"), "messages", non_empty=True), inline_images)
+        fail("the request body must be a JSON object", None)
+    system, contents = _chat_contents(as_list(body.get("messages"), "messages", non_empty=True), inline_images)
     request: dict[str, Any] = {"contents": contents}
     if system:
         request["systemInstruction"] = {"parts": system}
@@ -580,10 +578,7 @@ def _chat_contents(
     turns: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}  # tool-call id → function name, as the conversation goes
     legacy_name: str | None = None  # the name of the last legacy `function_call`
-    for i, message in enumerate(messages):
-        param = f"messages.{i}"
-        message = _dict(message, param)
-        role = _kind(message.get("role"))
+    for _, param, message, role in chat_messages(messages):
         if role in ("system", "developer"):
             system.extend(_chat_parts(message.get("content"), f"{param}.content", inline_images, text_only=True))
             continue
@@ -593,11 +588,11 @@ def _chat_contents(
         elif role == "assistant":
             gemini_role = "model"
             parts = _chat_parts(message.get("content"), f"{param}.content", inline_images, text_only=True)
-            for k, call in enumerate(_list(message.get("tool_calls") or [], f"{param}.tool_calls")):
+            for k, call in enumerate(as_list(message.get("tool_calls") or [], f"{param}.tool_calls")):
                 where = f"{param}.tool_calls.{k}"
-                call = _dict(call, where)
+                call = as_dict(call, where)
                 part = _function_call(call.get("function"), f"{where}.function")
-                call_names[_str(call.get("id"), f"{where}.id", non_empty=True)] = part["functionCall"]["name"]
+                call_names[as_str(call.get("id"), f"{where}.id", non_empty=True)] = part["functionCall"]["name"]
                 parts.append(part)
             if message.get("function_call") is not None:  # legacy functions: the call has no id
                 part = _function_call(message["function_call"], f"{param}.function_call")
@@ -605,19 +600,17 @@ def _chat_contents(
                 parts.append(part)
         elif role == "tool":
             gemini_role = "user"
-            call_id = _str(message.get("tool_call_id"), f"{param}.tool_call_id", non_empty=True)
+            call_id = as_str(message.get("tool_call_id"), f"{param}.tool_call_id", non_empty=True)
             if call_id not in call_names:
-                _fail(f"no earlier assistant tool call has the id {_short(call_id)}", f"{param}.tool_call_id")
+                fail(f"no earlier assistant tool call has the id {short(call_id)}", f"{param}.tool_call_id")
             parts = [_function_response(call_names[call_id], message.get("content"), f"{param}.content")]
-        elif role == "function":
+        else:  # a legacy function result
             gemini_role = "user"
             name = message.get("name")
-            name = _str(name, f"{param}.name", non_empty=True) if name is not None else legacy_name
+            name = as_str(name, f"{param}.name", non_empty=True) if name is not None else legacy_name
             if name is None:
-                _fail("a function message must name its function or follow a function_call", param)
+                fail("a function message must name its function or follow a function_call", param)
             parts = [_function_response(name, message.get("content"), f"{param}.content")]
-        else:
-            _fail("must be one of system, developer, user, assistant, tool, function", f"{param}.role")
         if not parts:
             continue  # a message left with no parts (empty text): Gemini refuses empty parts
         if turns and turns[-1]["role"] == gemini_role:
@@ -626,7 +619,7 @@ def _chat_contents(
             turns.append({"role": gemini_role, "parts": parts})
     if not turns:
         # Gemini refuses a request without contents, which OpenAI allows (a system prompt alone).
-        turns.append({"role": "user", "parts": [{"text": _PLACEHOLDER_USER_TEXT}]})
+        turns.append({"role": "user", "parts": [{"text": PLACEHOLDER_USER_TEXT}]})
     return system, turns
 
 
@@ -639,12 +632,12 @@ def _chat_parts(
     if isinstance(content, str):
         return [{"text": content}] if content.strip() else []
     parts = []
-    for j, part in enumerate(_list(content, param)):
+    for j, part in enumerate(as_list(content, param)):
         where = f"{param}.{j}"
-        part = _dict(part, where)
-        kind = _kind(part.get("type"))
+        part = as_dict(part, where)
+        kind = kind_of(part.get("type"))
         if kind in ("text", "refusal"):  # an assistant's refusal part is text it said
-            text = _str(part.get(kind), f"{where}.{kind}")
+            text = as_str(part.get(kind), f"{where}.{kind}")
             if text.strip():
                 parts.append({"text": text})
         elif kind == "image_url" and not text_only:
@@ -654,59 +647,45 @@ def _chat_parts(
         elif kind == "file" and not text_only:
             parts.append(_file_part(part.get("file"), f"{where}.file"))
         else:
-            _fail(f"content parts of type {_short(part.get('type'))} cannot be sent to a Gemini model here", where)
+            fail(f"content parts of type {short(part.get('type'))} cannot be sent to a Gemini model here", where)
     return parts
 
 
 def _image_part(image_url: Any, param: str, inline_images: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
-    source = _image_source(image_url, param)
-    if source["type"] == "base64":
-        return {"inlineData": {"mimeType": source["media_type"], "data": source["data"]}}
-    fetched = inline_images.get(source["url"])
-    if fetched is None:
-        _fail(f"the image {_short(source['url'])} could not be fetched for the Gemini model", f"{param}.url")
-    mime_type, data = fetched
+    mime_type, data = read_image_url(image_url, param)
+    if mime_type is None:  # an http(s) URL, which the provider fetched
+        fetched = inline_images.get(data)
+        if fetched is None:
+            fail(f"the image {short(data)} could not be fetched for the Gemini model", f"{param}.url")
+        mime_type, data = fetched
     return {"inlineData": {"mimeType": mime_type, "data": data}}
 
 
 def _audio_part(audio: Any, param: str) -> dict[str, Any]:
-    audio = _dict(audio, param)
-    audio_format = _str(audio.get("format"), f"{param}.format")
+    audio = as_dict(audio, param)
+    audio_format = as_str(audio.get("format"), f"{param}.format")
     if audio_format not in _AUDIO_MIME_TYPES:
-        _fail(f"must be one of {', '.join(_AUDIO_MIME_TYPES)}", f"{param}.format")
-    data = _str(audio.get("data"), f"{param}.data", non_empty=True)
+        fail(f"must be one of {', '.join(_AUDIO_MIME_TYPES)}", f"{param}.format")
+    data = as_str(audio.get("data"), f"{param}.data", non_empty=True)
     return {"inlineData": {"mimeType": _AUDIO_MIME_TYPES[audio_format], "data": data}}
 
 
 def _file_part(file: Any, param: str) -> dict[str, Any]:
     """An OpenAI `file` part (a PDF, say) sent inline; uploaded file ids belong to OpenAI's file store."""
-    file_data = _dict(file, param).get("file_data")
+    file_data = as_dict(file, param).get("file_data")
     if file_data is None:
-        _fail("only files sent inline as file_data can be sent to a Gemini model", param)
-    header, comma, data = _str(file_data, f"{param}.file_data").partition(",")
+        fail("only files sent inline as file_data can be sent to a Gemini model", param)
+    header, comma, data = as_str(file_data, f"{param}.file_data").partition(",")
     if not (comma and header.startswith("data:") and header.endswith(";base64") and data):
-        _fail("must be a data URI: data:<media type>;base64,<data>", f"{param}.file_data")
+        fail("must be a data URI: data:<media type>;base64,<data>", f"{param}.file_data")
     mime_type = header[len("data:") : -len(";base64")]
     if not mime_type:
-        _fail("must name its media type", f"{param}.file_data")
+        fail("must name its media type", f"{param}.file_data")
     return {"inlineData": {"mimeType": mime_type, "data": data}}
 
 
 def _function_call(function: Any, param: str) -> dict[str, Any]:
-    function = _dict(function, param)
-    name = _str(function.get("name"), f"{param}.name", non_empty=True)
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):  # a few clients send the object itself
-        args = arguments
-    elif not _str(arguments, f"{param}.arguments").strip():
-        args = {}  # streamed calls to argument-less tools often end up ""
-    else:
-        try:
-            args = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            _fail("must be a JSON object", f"{param}.arguments")
-        if not isinstance(args, dict):
-            _fail("must be a JSON object", f"{param}.arguments")
+    name, args = read_function_call(function, param)
     return {"functionCall": {"name": name, "args": args}}
 
 
@@ -716,11 +695,11 @@ def _function_response(name: str, content: Any, param: str) -> dict[str, Any]:
         text = content or ""
     else:
         texts = []
-        for k, part in enumerate(_list(content, param)):
-            part = _dict(part, f"{param}.{k}")
+        for k, part in enumerate(as_list(content, param)):
+            part = as_dict(part, f"{param}.{k}")
             if part.get("type") != "text":
-                _fail("tool results may hold text parts only", f"{param}.{k}.type")
-            texts.append(_str(part.get("text"), f"{param}.{k}.text"))
+                fail("tool results may hold text parts only", f"{param}.{k}.type")
+            texts.append(as_str(part.get("text"), f"{param}.{k}.text"))
         text = "".join(texts)
     response: Any = None
     if text.lstrip().startswith("{"):
@@ -734,21 +713,13 @@ def _function_response(name: str, content: Any, param: str) -> dict[str, Any]:
 
 
 def _chat_tools(tools: Any) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
     declarations = []
-    for i, tool in enumerate(_list(tools, "tools")):
-        param = f"tools.{i}"
-        tool = _dict(tool, param)
-        if tool.get("type") != "function":
-            _fail(f"tools of type {_short(tool.get('type'))} cannot be sent to a Gemini model", f"{param}.type")
-        function = _dict(tool.get("function"), f"{param}.function")
-        declaration: dict[str, Any] = {"name": _str(function.get("name"), f"{param}.function.name", non_empty=True)}
-        if function.get("description") is not None:
-            declaration["description"] = _str(function["description"], f"{param}.function.description")
-        if function.get("parameters") is not None:
-            schema = _dict(function["parameters"], f"{param}.function.parameters")
-            parameters = clean_schema(schema, f"{param}.function.parameters")
+    for tool in function_tools(tools, _TARGET):
+        declaration: dict[str, Any] = {"name": tool.name}
+        if tool.description is not None:
+            declaration["description"] = tool.description
+        if tool.parameters is not None:
+            parameters = clean_schema(tool.parameters, f"{tool.param}.function.parameters")
             # Gemini refuses an OBJECT without properties ("should be non-empty for OBJECT type"): a function
             # without parameters has no `parameters` at all.
             if parameters.get("properties"):
@@ -758,18 +729,13 @@ def _chat_tools(tools: Any) -> list[dict[str, Any]]:
 
 
 def _chat_tool_choice(choice: Any) -> dict[str, Any] | None:
-    if choice is None:
+    checked = read_tool_choice(choice, _TARGET)
+    if checked is None:
         return None
-    if isinstance(choice, str):
-        if choice not in _GEMINI_TOOL_MODES:
-            _fail("must be 'auto', 'required', 'none' or a named function", "tool_choice")
-        return {"mode": _GEMINI_TOOL_MODES[choice]}
-    choice = _dict(choice, "tool_choice")
-    if choice.get("type") != "function":
-        _fail("only function tool choices can be sent to a Gemini model", "tool_choice.type")
-    function = _dict(choice.get("function"), "tool_choice.function")
-    name = _str(function.get("name"), "tool_choice.function.name", non_empty=True)
-    return {"mode": "ANY", "allowedFunctionNames": [name]}
+    mode, name = checked
+    if mode == "function":
+        return {"mode": "ANY", "allowedFunctionNames": [name]}
+    return {"mode": _GEMINI_TOOL_MODES[mode]}
 
 
 def _chat_generation_config(body: dict[str, Any]) -> dict[str, Any]:
@@ -785,12 +751,9 @@ def _chat_generation_config(body: dict[str, Any]) -> dict[str, Any]:
             break
     if body.get("top_k") is not None:  # not OpenAI's, but clients pass it (extra_body) for Gemini
         config["topK"] = _checked(body["top_k"], "integer", "top_k")
-    stop = body.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else _list(stop, "stop")
-        stops = [_str(item, f"stop.{k}") for k, item in enumerate(stops)]
-        if any(stops):
-            config["stopSequences"] = [item for item in stops if item]
+    stops = [item for item in read_stop(body.get("stop")) if item]
+    if stops:
+        config["stopSequences"] = stops
     config.update(_chat_response_format(body.get("response_format")))
     thinking = _chat_thinking(body.get("reasoning_effort"))
     if thinking is not None:
@@ -799,22 +762,14 @@ def _chat_generation_config(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chat_response_format(response_format: Any) -> dict[str, Any]:
-    if response_format is None:
+    json_format = read_response_format(response_format)
+    if json_format is None:
         return {}
-    kind = _kind(_dict(response_format, "response_format").get("type"))
-    if kind == "text":
-        return {}
-    if kind == "json_object":
+    if json_format.schema is None:
         return {"responseMimeType": _JSON_MIME}
-    if kind != "json_schema":
-        _fail("must be 'text', 'json_object' or 'json_schema'", "response_format.type")
-    spec = _dict(response_format.get("json_schema"), "response_format.json_schema")
-    if spec.get("schema") is None:
-        return {"responseMimeType": _JSON_MIME}
-    schema = _dict(spec["schema"], "response_format.json_schema.schema")
     return {
         "responseMimeType": _JSON_MIME,
-        "responseSchema": clean_schema(schema, "response_format.json_schema.schema"),
+        "responseSchema": clean_schema(json_format.schema, "response_format.json_schema.schema"),
     }
 
 
@@ -822,7 +777,7 @@ def _chat_thinking(effort: Any) -> dict[str, Any] | None:
     if effort is None or effort in _NO_THINKING:
         return None
     if not isinstance(effort, str) or effort not in _THINKING_BUDGETS:
-        _fail(f"must be one of {', '.join([*_NO_THINKING, *_THINKING_BUDGETS])}", "reasoning_effort")
+        fail(f"must be one of {', '.join([*_NO_THINKING, *_THINKING_BUDGETS])}", "reasoning_effort")
     return {"thinkingBudget": _THINKING_BUDGETS[effort], "includeThoughts": True}
 
 
@@ -851,7 +806,7 @@ def clean_schema(schema: dict[str, Any], param: str = "schema") -> dict[str, Any
     when its references are inlined, is a 400.
     """
     if not isinstance(schema, dict):
-        _fail("must be an object", param)
+        fail("must be an object", param)
     return _SchemaCleaner(schema).clean(schema, param, 0, 0)
 
 
@@ -875,10 +830,10 @@ class _SchemaCleaner:
 
     def clean(self, node: Any, param: str, depth: int, ref_depth: int) -> dict[str, Any]:
         if depth > _MAX_SCHEMA_DEPTH:
-            _fail("is nested too deeply", param)
+            fail("is nested too deeply", param)
         self._nodes += 1
         if self._nodes > _MAX_SCHEMA_NODES:
-            _fail("is too large once its references are inlined", param)
+            fail("is too large once its references are inlined", param)
         if not isinstance(node, dict):
             return {}  # a boolean schema (true: anything): no constraint Gemini can express
         ref = node.get("$ref")
@@ -989,11 +944,12 @@ def usage_from_gemini(metadata: dict[str, Any]) -> Usage:
     """Gemini's usageMetadata in OpenAI's convention. promptTokenCount already includes the cached tokens
     (and toolUsePromptTokenCount, the tool results a server tool read, is prompt too); thinking tokens are
     output."""
-    prompt = _count(metadata.get("promptTokenCount")) + _count(metadata.get("toolUsePromptTokenCount"))
+    prompt = token_count(metadata.get("promptTokenCount")) + token_count(metadata.get("toolUsePromptTokenCount"))
     return Usage(
         prompt_tokens=prompt,
-        completion_tokens=_count(metadata.get("candidatesTokenCount")) + _count(metadata.get("thoughtsTokenCount")),
-        cached_tokens=min(_count(metadata.get("cachedContentTokenCount")), prompt),
+        completion_tokens=token_count(metadata.get("candidatesTokenCount"))
+        + token_count(metadata.get("thoughtsTokenCount")),
+        cached_tokens=min(token_count(metadata.get("cachedContentTokenCount")), prompt),
     )
 
 
@@ -1011,10 +967,11 @@ def usage_to_gemini(usage: Usage) -> dict[str, int]:
 # -------------------------------------------------------------------------------------------------- replies
 
 
-def _candidate_index(candidate: dict[str, Any], position: int) -> int:
-    # Gemini leaves a zero `index` out (protobuf JSON omits defaults): the position stands in.
-    index = candidate.get("index")
-    return index if _is_int(index) and index >= 0 else position
+def _index(item: dict[str, Any], position: int) -> int:
+    """A candidate's or a choice's `index`; where it is missing or invalid, its position stands in (Gemini
+    leaves a zero `index` out: protobuf JSON omits defaults)."""
+    index = item.get("index")
+    return index if is_int(index) and index >= 0 else position
 
 
 def _candidate_parts(candidate: dict[str, Any]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -1070,7 +1027,7 @@ def gemini_reply_to_chat(reply: dict[str, Any], model: str) -> tuple[dict[str, A
     for position, candidate in enumerate(candidates if isinstance(candidates, list) else ()):
         if not isinstance(candidate, dict):
             continue
-        index = _candidate_index(candidate, position)
+        index = _index(candidate, position)
         texts, thoughts, calls = _candidate_parts(candidate)
         tool_calls = [_tool_call(call, index, number) for number, call in enumerate(calls)]
         reason = candidate.get("finishReason")
@@ -1109,18 +1066,22 @@ def _response_id(completion_id: Any) -> str:
     return completion_id.removeprefix("chatcmpl-")
 
 
-def _message_texts(message: dict[str, Any]) -> tuple[str, str]:
-    """A chat message's (reasoning, text); content given as parts is joined."""
+def _text_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A chat message's (or delta's) reasoning and text as Gemini parts, the thought first; content given
+    as parts is joined."""
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    content = message.get("content")
-    if isinstance(content, list):  # some servers answer with content parts
-        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    texts = [value for value in (content, message.get("refusal")) if isinstance(value, str)]
-    return (reasoning if isinstance(reasoning, str) else ""), "".join(texts)
+    said = (content_text(message.get("content")), message.get("refusal"))
+    text = "".join(value for value in said if isinstance(value, str))
+    parts: list[dict[str, Any]] = []
+    if isinstance(reasoning, str) and reasoning:
+        parts.append({"text": reasoning, "thought": True})
+    if text:
+        parts.append({"text": text})
+    return parts
 
 
 def _function_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    call: dict[str, Any] = {"name": name if isinstance(name, str) else "", "args": _lenient_input(arguments)}
+    call: dict[str, Any] = {"name": name if isinstance(name, str) else "", "args": arguments_object(arguments)}
     if isinstance(call_id, str) and call_id:
         call["id"] = call_id  # the client echoes it in its functionResponse, which then finds its call by id
     return {"functionCall": call}
@@ -1138,24 +1099,14 @@ def chat_to_gemini_reply(completion: dict[str, Any], usage: Usage, model: str) -
         if not isinstance(choice, dict):
             continue
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        reasoning, text = _message_texts(message)
-        parts: list[dict[str, Any]] = []
-        if reasoning:
-            parts.append({"text": reasoning, "thought": True})
-        if text:
-            parts.append({"text": text})
-        calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
-        if isinstance(message.get("function_call"), dict):
-            calls.append({"function": message["function_call"]})
-        for call in calls:
-            function = call.get("function") if isinstance(call.get("function"), dict) else {}
-            parts.append(_function_call_part(call.get("id"), function.get("name"), function.get("arguments")))
-        index = choice.get("index")
+        parts = _text_parts(message)
+        for call_id, function in message_tool_calls(message):
+            parts.append(_function_call_part(call_id, function.get("name"), function.get("arguments")))
         candidates.append(
             {
                 "content": {"role": "model", "parts": parts or [{"text": ""}]},
                 "finishReason": _gemini_finish_reason(choice.get("finish_reason")),
-                "index": index if _is_int(index) and index >= 0 else position,
+                "index": _index(choice, position),
             }
         )
     return {
@@ -1239,16 +1190,10 @@ class GeminiToChatStream:
         if index not in self._started:
             self._started.add(index)
             delta = {"role": "assistant", **delta}
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
+        return choice_chunk(self._id, self._created, self._model, index, delta, finish_reason)
 
     def feed(self, event: bytes) -> list[dict[str, Any]]:
-        data = _sse_data(event)
+        data = sse_json(event)
         if not isinstance(data, dict):
             return []
         if data.get("error") is not None:
@@ -1274,7 +1219,7 @@ class GeminiToChatStream:
         return chunks
 
     def _candidate(self, candidate: dict[str, Any], position: int) -> list[dict[str, Any]]:
-        index = _candidate_index(candidate, position)
+        index = _index(candidate, position)
         texts, thoughts, calls = _candidate_parts(candidate)
         delta: dict[str, Any] = {}
         if thoughts:
@@ -1348,17 +1293,11 @@ class ChatToGeminiStream:
         for position, choice in enumerate(choices if isinstance(choices, list) else ()):
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index")
-            index = index if _is_int(index) and index >= 0 else position
+            index = _index(choice, position)
             if index not in self._choices:
                 self._choices.append(index)
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            reasoning, text = _message_texts(delta)
-            parts: list[dict[str, Any]] = []
-            if reasoning:
-                parts.append({"text": reasoning, "thought": True})
-            if text:
-                parts.append({"text": text})
+            parts = _text_parts(delta)
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     self._gather(index, call)
@@ -1377,7 +1316,7 @@ class ChatToGeminiStream:
         # OpenAI sends id and name only in a call's first fragment, keyed by index; some servers leave the
         # index out, others reuse index 0 for every call with a new id: a new index or a new id is a new call,
         # and later fragments under the reused index belong to the newest call.
-        key = number if _is_int(number) else call_id
+        key = number if is_int(number) else call_id
         position = keys.get(key) if key is not None else self._last_call.get(index)
         if position is None or (call_id is not None and calls[position][0] not in (None, call_id)):
             calls.append([call_id, None, []])
@@ -1436,7 +1375,7 @@ class GeminiPassthroughTap:
     def usage(self) -> Usage | None:
         if self._usage_read < len(self._usage_events):
             for event in reversed(self._usage_events[self._usage_read :]):
-                data = _sse_data(event)
+                data = sse_json(event)
                 if isinstance(data, dict) and isinstance(data.get("usageMetadata"), dict):
                     self._usage = usage_from_gemini(data["usageMetadata"])
                     break
@@ -1453,7 +1392,7 @@ class GeminiPassthroughTap:
 
     @staticmethod
     def _ends_stream(event: bytes) -> bool:
-        data = _sse_data(event)
+        data = sse_json(event)
         if not isinstance(data, dict):
             return False
         if _blocked_prompt(data.get("promptFeedback")) is not None:
@@ -1470,7 +1409,7 @@ class GeminiPassthroughTap:
     def completion_texts(self) -> list[str]:
         texts = []
         for event in self._events:
-            data = _sse_data(event)
+            data = sse_json(event)
             if isinstance(data, dict):
                 texts += _reply_texts(data)
         return texts
@@ -1482,14 +1421,7 @@ class GeminiPassthroughTap:
 def _error_status(error: RelayError) -> tuple[int, str]:
     if error.code == "insufficient_quota":
         return 429, "RESOURCE_EXHAUSTED"
-    status = error.status
-    if status in _ERROR_STATUSES:
-        return status, _ERROR_STATUSES[status]
-    if 500 <= status <= 599:
-        return status, "INTERNAL"
-    if 400 <= status <= 499 and _is_http_status(status):
-        return status, "INVALID_ARGUMENT"
-    return 400, "INVALID_ARGUMENT"  # 499 (client went away) and the like are no error to send a client
+    return error_status(error.status, _ERROR_STATUSES, "INTERNAL", "INVALID_ARGUMENT")
 
 
 def _error_body(error: RelayError) -> bytes:

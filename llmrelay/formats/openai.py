@@ -1,16 +1,22 @@
 """The OpenAI chat completions codec. It is also the internal shape, so most of its "translation" is
 identity: what it adds is usage in OpenAI's convention, stream framing (`data: ...` events and `[DONE]`),
 the same-format stream tap, and OpenAI-shaped errors.
+
+Because the internal shape is OpenAI's, this module also reads it for the codecs that translate it into
+another format (the last section): the checks of a chat body's tools, tool choice, tool calls, images,
+stop sequences and response format, and of a reply message's text and calls, are the same whatever the
+format a codec writes, so each codec keeps only its own output mapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from llmrelay.formats.base import Chunk, ClientFormat, Completion
+from llmrelay.formats.checks import as_dict, as_list, as_str, fail, kind_of, short
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.request import ChatRequest
@@ -94,6 +100,19 @@ def sse_data(event: bytes) -> bytes | None:
 
 def data_event(payload: object) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def choice_chunk(
+    chunk_id: str, created: int, model: str, index: int, delta: dict[str, Any], finish_reason: str | None
+) -> Chunk:
+    """An internal stream chunk carrying one choice's delta (what the decoders of other formats emit)."""
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
 
 
 def usage_chunk(first: Chunk, usage: Usage, chunk_object: str) -> Chunk:
@@ -274,3 +293,178 @@ OPENAI_CLIENT = ClientFormat(
     render_error=openai_error,
     stream_error=openai_stream_error,
 )
+
+
+# ------------------------------------------------------------ the internal shape, read for another format
+
+# The text of the user turn another format requires where an OpenAI conversation has none (one holding only
+# a system prompt, or opening with the assistant).
+PLACEHOLDER_USER_TEXT = "."
+
+
+def chat_messages(messages: list[Any]) -> Iterator[tuple[int, str, dict[str, Any], str]]:
+    """A chat body's messages, each checked as it is reached to be an object with a role of the internal
+    shape (system, developer, user, assistant, tool, function): (position, path, message, role)."""
+    for i, message in enumerate(messages):
+        param = f"messages.{i}"
+        message = as_dict(message, param)
+        role = kind_of(message.get("role"))
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            fail("must be one of system, developer, user, assistant, tool, function", f"{param}.role")
+        yield i, param, message, role
+
+
+class FunctionTool(NamedTuple):
+    """One function tool of a chat body's `tools`, checked. `param` is its path (`tools.3`), `tool` the whole
+    entry (for keys a codec carries over, such as `cache_control`); `parameters` is None when it has none."""
+
+    param: str
+    tool: dict[str, Any]
+    name: str
+    description: str | None
+    parameters: dict[str, Any] | None
+
+
+def function_tools(tools: Any, target: str) -> Iterator[FunctionTool]:
+    """The function tools of a chat body's `tools` (none when absent), each checked as it is reached, so a
+    codec's own checks of one tool still come before the next tool's. `target` ("a Gemini model") says
+    where tools of other types cannot be sent."""
+    if tools is None:
+        return
+    for i, tool in enumerate(as_list(tools, "tools")):
+        param = f"tools.{i}"
+        tool = as_dict(tool, param)
+        if tool.get("type") != "function":
+            fail(f"tools of type {short(tool.get('type'))} cannot be sent to {target}", f"{param}.type")
+        function = as_dict(tool.get("function"), f"{param}.function")
+        name = as_str(function.get("name"), f"{param}.function.name", non_empty=True)
+        description = function.get("description")
+        if description is not None:
+            description = as_str(description, f"{param}.function.description")
+        parameters = function.get("parameters")
+        if parameters is not None:
+            parameters = as_dict(parameters, f"{param}.function.parameters")
+        yield FunctionTool(param, tool, name, description, parameters)
+
+
+def read_tool_choice(choice: Any, target: str) -> tuple[str, str | None] | None:
+    """A chat body's `tool_choice`, checked: None when absent, (mode, None) for "auto", "required" or "none",
+    ("function", name) for a named function. `target` says where other kinds of choice cannot be sent."""
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice not in ("auto", "required", "none"):
+            fail("must be 'auto', 'required', 'none' or a named function", "tool_choice")
+        return choice, None
+    choice = as_dict(choice, "tool_choice")
+    if choice.get("type") != "function":
+        fail(f"only function tool choices can be sent to {target}", "tool_choice.type")
+    function = as_dict(choice.get("function"), "tool_choice.function")
+    return "function", as_str(function.get("name"), "tool_choice.function.name", non_empty=True)
+
+
+def read_function_call(function: Any, param: str) -> tuple[str, dict[str, Any]]:
+    """An assistant tool call's `function` (or a legacy `function_call`), checked: its name, and its
+    arguments as an object."""
+    function = as_dict(function, param)
+    name = as_str(function.get("name"), f"{param}.name", non_empty=True)
+    arguments = function.get("arguments")
+    if isinstance(arguments, dict):  # a few clients send the object itself
+        return name, arguments
+    if not as_str(arguments, f"{param}.arguments").strip():
+        return name, {}  # a call without arguments: streamed calls to argument-less tools often end up ""
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        fail("must be a JSON object", f"{param}.arguments")
+    if not isinstance(parsed, dict):
+        fail("must be a JSON object", f"{param}.arguments")
+    return name, parsed
+
+
+def arguments_object(arguments: Any) -> dict[str, Any]:
+    """A reply's tool-call arguments as an object, leniently: {} when they are not a JSON object."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def read_image_url(image_url: Any, param: str) -> tuple[str | None, str]:
+    """An `image_url` part's image, checked: (media type, base64 data) for a data URI, (None, the URL) for
+    an http(s) URL."""
+    # OpenAI sends {"url": ..., "detail": ...}; some clients send the URL string alone.
+    url = image_url if isinstance(image_url, str) else as_dict(image_url, param).get("url")
+    url = as_str(url, f"{param}.url")
+    if url.startswith("data:"):
+        header, comma, data = url.partition(",")
+        if comma and header.endswith(";base64") and len(header) > len("data:;base64") and data:
+            return header[len("data:") : -len(";base64")], data
+        fail("data URIs must look like data:<media type>;base64,<data>", f"{param}.url")
+    if url.startswith(("https://", "http://")):
+        return None, url
+    fail("images must be data URIs or http(s) URLs", f"{param}.url")
+
+
+def read_stop(stop: Any) -> list[str]:
+    """A chat body's `stop`, checked: a string or an array of strings, as a list (empty when absent)."""
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else as_list(stop, "stop")
+    return [as_str(item, f"stop.{i}") for i, item in enumerate(stops)]
+
+
+class JsonFormat(NamedTuple):
+    """The JSON a `response_format` asks for: `spec` is its `json_schema` object (None for `json_object`),
+    `schema` the schema that holds (None: any JSON object)."""
+
+    spec: dict[str, Any] | None
+    schema: dict[str, Any] | None
+
+
+def read_response_format(response_format: Any) -> JsonFormat | None:
+    """A chat body's `response_format`, checked: None for text (or when absent), else the JSON asked for."""
+    if response_format is None:
+        return None
+    kind = kind_of(as_dict(response_format, "response_format").get("type"))
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JsonFormat(None, None)
+    if kind != "json_schema":
+        fail("must be 'text', 'json_object' or 'json_schema'", "response_format.type")
+    spec = as_dict(response_format.get("json_schema"), "response_format.json_schema")
+    schema = spec.get("schema")
+    if schema is not None:
+        schema = as_dict(schema, "response_format.json_schema.schema")
+    return JsonFormat(spec, schema)
+
+
+def assistant_messages(texts: list[str], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An assistant turn read from another format, as internal messages: its texts joined and its tool calls;
+    none when it holds neither (only thinking, meaningless to another provider)."""
+    if not texts and not calls:
+        return []
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return [message]
+
+
+def content_text(content: Any) -> Any:
+    """A reply message's `content` with content parts (some servers answer with them) joined into text."""
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content
+
+
+def message_tool_calls(message: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """A reply message's tool calls as (id, function) pairs, a legacy `function_call` last (its id None);
+    calls that are not objects are passed over, and a function that is not one is {}."""
+    calls = [c for c in message.get("tool_calls") or () if isinstance(c, dict)]
+    if isinstance(message.get("function_call"), dict):
+        calls.append({"function": message["function_call"]})
+    return [(call.get("id"), call["function"] if isinstance(call.get("function"), dict) else {}) for call in calls]
