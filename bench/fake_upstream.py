@@ -1,4 +1,4 @@
-"""A very fast fake OpenAI upstream for benchmarking gateways, on loopback only.
+"""A very fast fake OpenAI and Anthropic upstream for benchmarking gateways, on loopback only.
 
 Why raw asyncio Protocols and a hand-written HTTP/1.1 parser: the upstream must be much faster than any gateway
 put in front of it, so that the benchmark measures the gateway and not the fake. Responses are canned bytes built
@@ -10,6 +10,14 @@ Endpoints:
                               transfer-encoding) of 20 content chunks, a finish chunk, a usage chunk when
                               stream_options.include_usage is true, then `data: [DONE]`.
   POST /v1/embeddings         an embeddings list with usage, one vector per input (float or base64).
+  POST /v1/messages           Anthropic's Messages API: a Message JSON (one text block, stop_reason end_turn,
+                              usage with cache fields 0), the request's model echoed; with "stream": true
+                              Anthropic's SSE events (`event: <type>\ndata: <json>\n\n`, chunked): message_start,
+                              ping, content_block_start, 18 content_block_delta text_delta events,
+                              content_block_stop, message_delta (stop_reason, output_tokens), message_stop.
+                              As the real API, it wants an `x-api-key` (or `authorization`) header and an
+                              `anthropic-version` header, and model, max_tokens and messages in the body; errors
+                              are Anthropic-shaped: {"type": "error", "error": {"type": ..., "message": ...}}.
   anything else               404 with an OpenAI-style error body.
 
 Run: python bench/fake_upstream.py --port 18000
@@ -33,6 +41,12 @@ EMBEDDING_DIMENSIONS = 16
 MAX_HEADER_BYTES = 64 * 1024
 COMPLETION_ID = "chatcmpl-bench0000000000000000000000"
 CREATED = 1_700_000_000
+MESSAGE_ID = "msg_bench000000000000000000"
+MESSAGE_DELTA_COUNT = 18  # text_delta events per Anthropic stream; with its 6 other events, close to OpenAI's 22
+MAX_MODEL_NAME = 200
+MAX_CACHED_MODELS = 64  # the Anthropic replies echo the model; one canned pair per model name, up to this many
+MAX_CACHED_BODIES = 256  # and the reply to a request body seen before is found by the body, without parsing it
+MAX_CACHED_BODY_BYTES = 4096
 
 
 def _json(value: object) -> bytes:
@@ -118,6 +132,63 @@ def _embeddings(count: int, base64_encoded: bool) -> bytes:
     return _fixed_length_response("200 OK", _json(body))
 
 
+def _message(model: str) -> dict[str, object]:
+    """An Anthropic Message; a stream's message_start carries it with no content yet and stop_reason null."""
+    return {
+        "id": MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "word " * MESSAGE_DELTA_COUNT}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": PROMPT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": MESSAGE_DELTA_COUNT,
+        },
+    }
+
+
+def _anthropic_reply(model: str) -> bytes:
+    return _fixed_length_response("200 OK", _json(_message(model)))
+
+
+def _sse_event(event: dict[str, object]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (str(event["type"]).encode(), _json(event))
+
+
+def _anthropic_stream(model: str) -> bytes:
+    opening = _message(model)
+    opening["content"] = []
+    opening["stop_reason"] = None
+    opening["usage"] = {**cast(dict[str, int], opening["usage"]), "output_tokens": 1}
+    events: list[dict[str, object]] = [
+        {"type": "message_start", "message": opening},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word "}}
+        for _ in range(MESSAGE_DELTA_COUNT)
+    ]
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": MESSAGE_DELTA_COUNT},
+        },
+        {"type": "message_stop"},
+    ]
+    return _chunked_sse_response([_sse_event(event) for event in events])
+
+
+def _anthropic_error(status: str, kind: str, message: str) -> bytes:
+    return _fixed_length_response(status, _json({"type": "error", "error": {"type": kind, "message": message}}))
+
+
 def _error(status: str, message: str) -> bytes:
     body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
     return _fixed_length_response(status, _json(body))
@@ -128,7 +199,13 @@ CHAT_STREAM = _chat_stream(include_usage=False)
 CHAT_STREAM_WITH_USAGE = _chat_stream(include_usage=True)
 NOT_FOUND = _error("404 Not Found", "unknown path")
 BAD_REQUEST = _error("400 Bad Request", "malformed request or body")
+ANTHROPIC_NO_KEY = _anthropic_error("401 Unauthorized", "authentication_error", "x-api-key header is required")
+ANTHROPIC_NO_VERSION = _anthropic_error(
+    "400 Bad Request", "invalid_request_error", "anthropic-version: header is required"
+)
 _EMBEDDINGS_CACHE: dict[tuple[int, bool], bytes] = {}
+_MESSAGES_CACHE: dict[tuple[str, bool], bytes] = {}
+_MESSAGES_BY_BODY: dict[bytes, bytes] = {}  # only successful replies: a refused body is checked again each time
 
 
 def _parse_json_object(body: bytes) -> dict[str, object] | None:
@@ -170,19 +247,63 @@ def embeddings_response(body: bytes) -> bytes:
     return _EMBEDDINGS_CACHE[key]
 
 
+def _messages_invalid(request: dict[str, object]) -> str:
+    """What the real API would refuse in the fields every request needs; empty when they are fine."""
+    model, max_tokens, messages = request.get("model"), request.get("max_tokens"), request.get("messages")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_NAME:
+        return "model: Field required"
+    if max_tokens is None:
+        return "max_tokens: Field required"
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return "max_tokens: Input should be an integer of at least 1"
+    if not isinstance(messages, list) or not messages:
+        return "messages: Field required"
+    if "stream" in request and not isinstance(request["stream"], bool):
+        return "stream: Input should be a valid boolean"
+    return ""
+
+
+def messages_response(head: bytes, body: bytes) -> bytes:
+    """Headers as the real API wants them, the required fields checked, then a canned reply per model."""
+    if _header_value(head, b"x-api-key:") is None and _header_value(head, b"authorization:") is None:
+        return ANTHROPIC_NO_KEY
+    if _header_value(head, b"anthropic-version:") is None:
+        return ANTHROPIC_NO_VERSION
+    if (known := _MESSAGES_BY_BODY.get(body)) is not None:
+        return known
+    request = _parse_json_object(body)
+    if request is None:
+        return _anthropic_error("400 Bad Request", "invalid_request_error", "the body is not a JSON object")
+    if problem := _messages_invalid(request):
+        return _anthropic_error("400 Bad Request", "invalid_request_error", problem)
+    key = (cast(str, request["model"]), request.get("stream") is True)
+    reply = _MESSAGES_CACHE.get(key)
+    if reply is None:
+        reply = _anthropic_stream(key[0]) if key[1] else _anthropic_reply(key[0])
+        if len(_MESSAGES_CACHE) < MAX_CACHED_MODELS:
+            _MESSAGES_CACHE[key] = reply
+    if len(body) <= MAX_CACHED_BODY_BYTES and len(_MESSAGES_BY_BODY) < MAX_CACHED_BODIES:
+        _MESSAGES_BY_BODY[body] = reply
+    return reply
+
+
 ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
     b"/v1/chat/completions": chat_response,
     b"/chat/completions": chat_response,
     b"/v1/embeddings": embeddings_response,
     b"/embeddings": embeddings_response,
 }
+ROUTES_WITH_HEADERS: dict[bytes, Callable[[bytes, bytes], bytes]] = {b"/v1/messages": messages_response}
 
 
-def respond(method: bytes, target: bytes, body: bytes) -> bytes:
-    handler = ROUTES.get(target.split(b"?", 1)[0])
-    if method != b"POST" or handler is None:
-        return NOT_FOUND
-    return handler(body)
+def respond(method: bytes, target: bytes, head: bytes, body: bytes) -> bytes:
+    """`head` is the lower-cased header block, as `_header_value` reads it."""
+    path = target.split(b"?", 1)[0]
+    if method == b"POST" and (handler := ROUTES.get(path)) is not None:
+        return handler(body)
+    if method == b"POST" and (with_headers := ROUTES_WITH_HEADERS.get(path)) is not None:
+        return with_headers(head, body)
+    return NOT_FOUND
 
 
 def _header_value(head: bytes, name: bytes) -> bytes | None:
@@ -264,7 +385,7 @@ class UpstreamProtocol(asyncio.Protocol):
         del self.buffer[:body_end]
         connection = _header_value(head, b"connection:")
         close = connection == b"close" or (version == b"HTTP/1.0" and connection != b"keep-alive")
-        return respond(method, target, body), close
+        return respond(method, target, head, body), close
 
 
 def _install_uvloop() -> None:
@@ -283,7 +404,7 @@ async def serve(port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Fast fake OpenAI upstream on 127.0.0.1 for benchmarks.")
+    parser = argparse.ArgumentParser(description="Fast fake OpenAI and Anthropic upstream on 127.0.0.1 for benchmarks.")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     _install_uvloop()

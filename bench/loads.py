@@ -1,5 +1,10 @@
 """The loads the benchmark applies, and the two clients that apply them: wrk and a raw-socket TTFB client.
 
+Each load belongs to one route, which decides the headers a target gets and whether it can serve the load:
+`openai` (OpenAI format, gpt-4o), `claude-chat` (OpenAI format to /v1/chat/completions with a Claude model: the
+gateway translates to Anthropic's Messages API and back) and `messages` (Anthropic format to /v1/messages with a
+Claude model: the gateway relays to an Anthropic upstream).
+
 wrk generates throughput loads from one core with almost no overhead of its own. It cannot see when the first
 chunk of a streamed response arrives, so time-to-first-chunk is measured by a small asyncio client that sends
 sequential streaming requests over one keep-alive connection and notes when the first `data:` event is in.
@@ -14,7 +19,7 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from procs import pinned
@@ -23,24 +28,34 @@ LUA_SCRIPT = Path(__file__).with_name("post.lua")
 WRK_TIMEOUT = "10s"
 REQUEST_TIMEOUT_SECONDS = 30.0
 TTFB_MAX_REQUESTS = 2000
-STREAM_END = "[DONE]"  # a 2xx stream whose body lacks this was cut short
+OPENAI_STREAM_END = "[DONE]"  # an OpenAI-format 2xx stream that does not end with this was cut short
+ANTHROPIC_STREAM_END = "message_stop"  # the same for an Anthropic-format stream
+STREAM_TAIL_BYTES = 256  # "ends with": the marker must be in the stream's last bytes, the last event
+ANTHROPIC_VERSION = "2023-06-01"
+OPENAI_ROUTE, CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE = "openai", "claude-chat", "messages"
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
-CHAT_BODY = {
-    "model": "gpt-4o",
-    "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-    "max_tokens": 64,
-}
+MESSAGES_PATH = "/v1/messages"
+CLAUDE_MODEL = "claude-sonnet-4-5"
+PROMPT = [{"role": "user", "content": "Say hello to the benchmark."}]
+CHAT_BODY = {"model": "gpt-4o", "messages": PROMPT, "max_tokens": 64}
+CLAUDE_CHAT_BODY = {**CHAT_BODY, "model": CLAUDE_MODEL}
+MESSAGES_BODY = {"model": CLAUDE_MODEL, "max_tokens": 64, "messages": PROMPT}  # what the anthropic SDK sends
 EMBEDDINGS_BODY = {"model": "text-embedding-3-small", "input": "The quick brown fox jumps over the lazy dog"}
 _WRK_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a target listens and the headers every request to it carries (auth, routing)."""
+    """Where a target listens and the headers every request to it carries (auth, routing), per route."""
 
     port: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # for the `openai` route, and for any route without its own entry below
+    route_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # route -> why this target cannot serve it
+
+    def headers_for(self, load: Load) -> dict[str, str]:
+        return self.route_headers.get(load.route, self.headers)
 
 
 @dataclass(frozen=True)
@@ -53,20 +68,48 @@ class Load:
     unit: str
     streaming: bool = False
     first_chunk_only: bool = False  # measured by the TTFB client instead of wrk
+    route: str = OPENAI_ROUTE
+
+    @property
+    def stream_end(self) -> str:
+        """What a complete stream of this load ends with, by the format the client speaks."""
+        return ANTHROPIC_STREAM_END if self.route == MESSAGES_ROUTE else OPENAI_STREAM_END
 
 
 def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-STREAM_BODY = _json({**CHAT_BODY, "stream": True})
+def _streaming(body: dict[str, object]) -> bytes:
+    return _json({**body, "stream": True})
+
+
+def _claude_load(name: str, route: str, connections: int, stream: bool) -> Load:
+    """A load on Claude: the `claude-chat` route sends OpenAI's format (translated), `messages` Anthropic's."""
+    native = route == MESSAGES_ROUTE
+    path, body = (MESSAGES_PATH, MESSAGES_BODY) if native else (CHAT_PATH, CLAUDE_CHAT_BODY)
+    title = f"{'Anthropic' if native else 'OpenAI'} format to Claude{', streaming' if stream else ''}"
+    title += f", {connections} connection{'s' if connections > 1 else ''}"
+    if stream:
+        return Load(name, title, path, _streaming(body), connections, "streams/s", streaming=True, route=route)
+    return Load(name, title, path, _json(body), connections, "req/s", route=route)
+
+
+STREAM_BODY = _streaming(CHAT_BODY)
 LOADS = (
     Load("chat-32c", "chat, non-streaming, 32 connections", CHAT_PATH, _json(CHAT_BODY), 32, "req/s"),
     Load("chat-1c", "chat, non-streaming, 1 connection", CHAT_PATH, _json(CHAT_BODY), 1, "req/s"),
     Load("stream-32c", "chat, streaming 20 chunks, 32 connections", CHAT_PATH, STREAM_BODY, 32, "streams/s", True),
     Load("ttfb-1c", "time to first chunk, 1 connection", CHAT_PATH, STREAM_BODY, 1, "streams/s", True, True),
     Load("embed-32c", "embeddings, 32 connections", EMBEDDINGS_PATH, _json(EMBEDDINGS_BODY), 32, "req/s"),
+    _claude_load("claude-chat-32c", CLAUDE_CHAT_ROUTE, 32, stream=False),
+    _claude_load("claude-chat-1c", CLAUDE_CHAT_ROUTE, 1, stream=False),
+    _claude_load("claude-stream-32c", CLAUDE_CHAT_ROUTE, 32, stream=True),
+    _claude_load("messages-32c", MESSAGES_ROUTE, 32, stream=False),
+    _claude_load("messages-1c", MESSAGES_ROUTE, 1, stream=False),
+    _claude_load("messages-stream-32c", MESSAGES_ROUTE, 32, stream=True),
 )
+LOADS_BY_NAME = {load.name: load for load in LOADS}
 
 
 class LoadError(RuntimeError):
@@ -93,8 +136,9 @@ def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) ->
     argv = ["wrk", "-t1", f"-c{load.connections}", f"-d{max(1, round(duration))}s", "--timeout", WRK_TIMEOUT]
     env = {
         "BENCH_BODY": load.body.decode(),
-        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in endpoint.headers.items()),
-        "BENCH_EXPECT": STREAM_END if load.streaming else "",
+        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in endpoint.headers_for(load).items()),
+        "BENCH_EXPECT": load.stream_end if load.streaming else "",
+        "BENCH_EXPECT_TAIL": str(STREAM_TAIL_BYTES),
     }
     completed = subprocess.run(
         pinned([*argv, "-s", str(LUA_SCRIPT), url], cpu),
@@ -136,7 +180,7 @@ def build_request(endpoint: Endpoint, load: Load) -> bytes:
         "Host": f"127.0.0.1:{endpoint.port}",
         "Content-Type": "application/json",
         "Content-Length": str(len(load.body)),
-        **endpoint.headers,
+        **endpoint.headers_for(load),
     }
     head = f"POST {load.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return head.encode() + load.body
@@ -188,12 +232,17 @@ def probe(endpoint: Endpoint, load: Load) -> Reply:
     return asyncio.run(_exchange_once(endpoint, load))
 
 
+def stream_complete(body: bytes, load: Load) -> bool:
+    """A stream is complete when it ends with its format's last event: `[DONE]` (OpenAI), `message_stop`."""
+    return load.stream_end.encode() in body[-STREAM_TAIL_BYTES:]
+
+
 def describe_reply(reply: Reply, load: Load) -> str:
     """Empty when the reply is a proper success for the load, else a short reason to show next to the figures."""
     if not 200 <= reply.status < 300:
         return f"HTTP {reply.status}: {reply.body[:120].decode(errors='replace')}"
-    if load.streaming and STREAM_END.encode() not in reply.body:
-        return "stream did not end with data: [DONE]"
+    if load.streaming and not stream_complete(reply.body, load):
+        return f"stream did not end with {load.stream_end}: ...{reply.body[-120:].decode(errors='replace')}"
     return ""
 
 
@@ -207,7 +256,7 @@ def failure_kind(reply: Reply, load: Load) -> str:
     """The same failure names wrk's summary uses, so that both clients' errors read alike; empty for success."""
     if not 200 <= reply.status < 300:
         return "non2xx"
-    if load.streaming and STREAM_END.encode() not in reply.body:
+    if load.streaming and not stream_complete(reply.body, load):
         return "incomplete"
     return "" if reply.first_data_seconds is not None else "no data event"
 

@@ -1,7 +1,8 @@
 -- wrk script used by bench/run.py: POST a JSON body and print a machine-readable summary.
 -- BENCH_BODY is the body; BENCH_HEADERS holds extra headers as "Name: value" lines.
--- BENCH_EXPECT, when set, is text every 2xx body must contain (streams: "[DONE]"); bodies without it are counted
--- as incomplete. Only then is a response() callback defined, since it makes wrk hand every body to Lua.
+-- BENCH_EXPECT, when set, is text every 2xx body must end with (streams: "[DONE]" or "message_stop"): it must be
+-- in the body's last BENCH_EXPECT_TAIL bytes (its last event); bodies without it are counted as incomplete. Only
+-- then is a response() callback defined, since it makes wrk hand every body to Lua.
 
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or "{}"
@@ -19,10 +20,11 @@ setup = function(thread)
 end
 
 local expect = os.getenv("BENCH_EXPECT") or ""
+local tail = tonumber(os.getenv("BENCH_EXPECT_TAIL") or "") or 256
 if expect ~= "" then
   incomplete = 0
   response = function(status, headers, body)
-    if status >= 200 and status < 300 and not body:find(expect, 1, true) then
+    if status >= 200 and status < 300 and not body:find(expect, math.max(1, #body - tail + 1), true) then
       incomplete = incomplete + 1
     end
   end

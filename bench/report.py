@@ -2,7 +2,8 @@
 
 Each figure is taken from the best round of a (target, load) pair — the round with the most requests per
 second, and that round's latencies and CPU — because on a shared machine noise only ever makes a run slower.
-Errors are never taken from one round: they add up over all rounds, so that no failure is hidden.
+Errors are never taken from one round: they add up over all rounds, so that no failure is hidden. A load that a
+target cannot serve is shown as unavailable, with the reason, and never measured.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loads import LOADS, LoadResult
+from loads import LOADS, OPENAI_ROUTE, LoadResult
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,12 @@ class Measured:
 @dataclass
 class Results:
     targets: list[str]
+    loads: list[str]  # the names of the loads selected for this run
     rounds: int
     placement: str
     versions: dict[str, str] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # target -> why it could not be started
+    unavailable_loads: dict[tuple[str, str], str] = field(default_factory=dict)  # (target, load) -> why not served
     runs: dict[tuple[str, str], list[Measured]] = field(default_factory=dict)
     notes: dict[tuple[str, str], str] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
@@ -77,6 +80,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _cell(results: Results, target: str, load: str, pick: str) -> str:
     best = results.best(target, load)
     if best is None:
+        if (target, load) in results.unavailable_loads:
+            return "unavailable"
         return "failed" if (target, load) in results.notes else "n/a"
     values = {
         "rate": _number(best.result.per_second, 0),
@@ -89,7 +94,14 @@ def _cell(results: Results, target: str, load: str, pick: str) -> str:
     return values[pick]
 
 
+def _errors_cell(results: Results, target: str, loads: list[str]) -> str:
+    failed = sum(results.errors(target, load)[0] for load in loads)
+    return f"{failed:,}" + (" (see below)" if failed else "")
+
+
 def summary_table(results: Results) -> list[str]:
+    """The OpenAI-format loads on gpt-4o."""
+    loads = [load.name for load in LOADS if load.route == OPENAI_ROUTE and load.name in results.loads]
     header = [
         "target",
         "chat req/s (32c)",
@@ -107,7 +119,6 @@ def summary_table(results: Results) -> list[str]:
         if target in results.unavailable:
             rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
             continue
-        failed = sum(results.errors(target, load.name)[0] for load in LOADS)
         rows.append(
             [
                 target,
@@ -119,18 +130,52 @@ def summary_table(results: Results) -> list[str]:
                 _cell(results, target, "embed-32c", "rate"),
                 _cell(results, target, "chat-32c", "cpu"),
                 _number(results.peak_rss_mib.get(target, math.nan), 0),
-                f"{failed:,}" + (" (see below)" if failed else ""),
+                _errors_cell(results, target, loads),
             ]
         )
     return _table(header, rows)
+
+
+def claude_table(results: Results) -> list[str]:
+    """The loads on Claude: translated (OpenAI format in, Anthropic upstream) and passthrough (Anthropic both)."""
+    loads = [load.name for load in LOADS if load.route != OPENAI_ROUTE and load.name in results.loads]
+    columns = [
+        ("translated req/s (32c)", "claude-chat-32c", "rate"),
+        ("translated added p50 ms (1c)", "claude-chat-1c", "added"),
+        ("translated streams/s (32c)", "claude-stream-32c", "rate"),
+        ("passthrough req/s (32c)", "messages-32c", "rate"),
+        ("passthrough added p50 ms (1c)", "messages-1c", "added"),
+        ("passthrough streams/s (32c)", "messages-stream-32c", "rate"),
+        ("CPU ms/req (translated 32c)", "claude-chat-32c", "cpu"),
+        ("CPU ms/req (passthrough 32c)", "messages-32c", "cpu"),
+    ]
+    header = ["target", *(title for title, _, _ in columns), "errors"]
+    rows = []
+    for target in results.targets:
+        if target in results.unavailable:
+            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
+            continue
+        cells = [_cell(results, target, load, pick) for _, load, pick in columns]
+        rows.append([target, *cells, _errors_cell(results, target, loads)])
+    return _table(header, rows)
+
+
+def _escape(note: str) -> str:
+    """A note as one Markdown table cell."""
+    return note.replace("|", "\\|").replace("\n", " ")
 
 
 def detail_table(results: Results) -> list[str]:
     header = ["load", "target", "rate", "p50 ms", "p99 ms", "added p50 ms", "CPU ms/req", "errors / requests", "note"]
     rows = []
     for load in LOADS:
+        if load.name not in results.loads:
+            continue
         for target in results.targets:
             if target in results.unavailable:
+                continue
+            if (reason := results.unavailable_loads.get((target, load.name))) is not None:
+                rows.append([load.name, target, "unavailable", "", "", "", "", "", _escape(reason)])
                 continue
             failed, total = results.errors(target, load.name)
             rows.append(
@@ -143,7 +188,7 @@ def detail_table(results: Results) -> list[str]:
                     _cell(results, target, load.name, "added"),
                     _cell(results, target, load.name, "cpu"),
                     f"{failed:,} / {total:,}",
-                    results.notes.get((target, load.name), "").replace("|", "\\|").replace("\n", " "),
+                    _escape(results.notes.get((target, load.name), "")),
                 ]
             )
     return _table(header, rows)
@@ -182,9 +227,23 @@ def machine_lines(command: str) -> list[str]:
     ]
 
 
+CLAUDE_INTRO = (
+    "Translated: OpenAI-format requests to /v1/chat/completions with a Claude model, which the gateway turns into "
+    "Anthropic Messages requests and back; direct, and so the added latency's baseline, is the fake's OpenAI chat "
+    "route (it answers both formats alike). Passthrough: Anthropic-format requests to /v1/messages, relayed to an "
+    "Anthropic upstream; direct is the fake's /v1/messages."
+)
+
+
 def render(results: Results, command: str) -> str:
-    """The whole report: what was run where, the summary, then every (load, target) pair with its notes."""
+    """The whole report: what was run where, the summaries, then every (load, target) pair with its notes."""
     versions = [f"- `{name}`: {version}" for name, version in results.versions.items()]
+    routes = {load.route for load in LOADS if load.name in results.loads}
+    summaries = []
+    if OPENAI_ROUTE in routes:
+        summaries += ["## Summary: OpenAI format, gpt-4o", "", *summary_table(results), ""]
+    if routes - {OPENAI_ROUTE}:
+        summaries += ["## Summary: Claude", "", CLAUDE_INTRO, "", *claude_table(results), ""]
     lines = [
         "# llmrelay benchmark results",
         "",
@@ -195,10 +254,7 @@ def render(results: Results, command: str) -> str:
         "- Added p50 = the target's p50 minus the direct p50 for the same load; CPU ms/req is the gateway's "
         "process tree only (user+system), not the upstream's nor wrk's.",
         "",
-        "## Summary",
-        "",
-        *summary_table(results),
-        "",
+        *summaries,
         "## Every load",
         "",
         *detail_table(results),

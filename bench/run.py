@@ -5,12 +5,14 @@ Usage, from the repository root with the project's venv:
     .venv/bin/python bench/run.py                        # every target, 10 s per load, 2 rounds -> bench/RESULTS.md
     .venv/bin/python bench/run.py --quick --no-write     # CI-safe guard: direct + llmrelay-1w, 2 s, 1 round
     .venv/bin/python bench/run.py --duration 5 --rounds 1 --targets direct,llmrelay-1w,litellm
+    .venv/bin/python bench/run.py --loads claude-chat-32c,claude-chat-1c,messages-32c
     .venv/bin/python bench/run.py --soak-requests 200000 # only the memory soak of llmrelay-1w, printed
 
 What it does: installs wrk with apt-get if it is missing, starts bench/fake_upstream.py, starts each target
 (LiteLLM and Portkey are installed under bench/.work/ on first use), then applies every load to every target in
 interleaved rounds (loads.py lists them). wrk runs on one core and the gateway under test on the other. A target
-that cannot be installed or started is reported as unavailable and the run goes on. Every process started is
+that cannot be installed or started is reported as unavailable and the run goes on, and so is a load a target
+cannot serve (its reason is in the report). Every process started is
 stopped on exit, Ctrl-C included; everything listens on 127.0.0.1; every wait is bounded.
 
 Exit status: 0 when the fake upstream and every selected llmrelay target were measured, however slow (the figures
@@ -34,13 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from loads import LOADS, Load, LoadError, describe_reply, measure_first_chunk, probe, run_wrk
+from loads import LOADS, LOADS_BY_NAME, Load, LoadError, describe_reply, measure_first_chunk, probe, run_wrk
 from procs import PeakMemory, ProcessGroup, cpu_seconds, rss_mib, usable_cpus
 from report import Measured, Results, render
 from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrelay, start_upstream
 
 TARGET_NAMES = ("direct", "llmrelay-1w", "llmrelay-2w", "litellm", "portkey")
 QUICK_TARGETS = ("direct", "llmrelay-1w")
+# The OpenAI loads, and one stream per Claude path: the translated one and the passthrough one.
+QUICK_LOADS = ("chat-32c", "chat-1c", "stream-32c", "ttfb-1c", "embed-32c", "claude-stream-32c", "messages-stream-32c")
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 WARMUP_SECONDS = 1.0
 SOAK_CHUNK_SECONDS = 5.0
@@ -71,7 +75,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--targets", help=f"comma-separated subset of {','.join(TARGET_NAMES)} (default: all)")
     parser.add_argument("--duration", type=float, help="seconds per load and round (default 10)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds; the best round is reported (default 2)")
-    parser.add_argument("--quick", action="store_true", help="direct + llmrelay-1w, 2 s per load, 1 round")
+    parser.add_argument("--loads", help="comma-separated subset of the loads (default: all; see bench/README.md)")
+    parser.add_argument(
+        "--quick", action="store_true", help="direct + llmrelay-1w, 2 s per load, 1 round, 7 of the loads"
+    )
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS_PATH.name}")
     parser.add_argument("--soak-requests", type=int, help="instead: this many chat requests through llmrelay-1w")
     args = parser.parse_args(argv)
@@ -80,6 +87,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGET_NAMES)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
+    default_loads = QUICK_LOADS if args.quick else LOADS_BY_NAME
+    names = set(args.loads.split(",") if args.loads else default_loads)
+    if unknown := names - set(LOADS_BY_NAME):
+        parser.error(f"unknown load(s): {', '.join(sorted(unknown))}; known: {', '.join(LOADS_BY_NAME)}")
+    args.loads = [load for load in LOADS if load.name in names]  # in LOADS order, whatever the order given
     args.duration = args.duration or (2.0 if args.quick else 10.0)
     args.rounds = args.rounds or (1 if args.quick else 2)
     return args
@@ -151,11 +163,11 @@ def start_targets(names: list[str], setup: Setup, results: Results) -> dict[str,
     return started
 
 
-def warm_up(targets: dict[str, Target], cpus: Cpus) -> None:
+def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus) -> None:
     """A short run of each wrk load per target, so that the first measured round pays no first-request costs."""
     for target in targets.values():
-        for load in LOADS:
-            if not load.first_chunk_only:
+        for load in loads:
+            if not load.first_chunk_only and load.route not in target.endpoint.unavailable:
                 with contextlib.suppress(LoadError):
                     run_wrk(target.endpoint, load, WARMUP_SECONDS, cpus.load)
 
@@ -163,7 +175,7 @@ def warm_up(targets: dict[str, Target], cpus: Cpus) -> None:
 def _progress(round_index: int, rounds: int, name: str, load: Load, measured: Measured) -> str:
     result = measured.result
     return (
-        f"[round {round_index + 1}/{rounds}] {load.name:<10} {name:<12} {result.per_second:>9,.0f} {load.unit:<9} "
+        f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<12} {result.per_second:>9,.0f} {load.unit:<9} "
         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors:,}  "
         f"cpu {measured.cpu_ms_per_request:.3f} ms/req"
     )
@@ -173,6 +185,11 @@ def measure_one(
     target: Target, load: Load, args: argparse.Namespace, cpus: Cpus, upstream: Target, results: Results
 ) -> bool:
     """Probe (first round), measure and record one pair; False when the target can no longer be measured."""
+    if (reason := target.endpoint.unavailable.get(load.route)) is not None:
+        if (target.name, load.name) not in results.unavailable_loads:
+            results.unavailable_loads[(target.name, load.name)] = reason
+            print(f"  {load.name} {target.name}: unavailable: {reason}")
+        return True
     if (target.name, load.name) not in results.runs and (note := probe_note(target, load)):
         results.note(target.name, load.name, note)
     try:
@@ -200,7 +217,7 @@ def run_rounds(
     for round_index in range(args.rounds):
         shift = round_index % len(active) if active else 0
         order = active[shift:] + active[:shift]
-        for load in LOADS:
+        for load in args.loads:
             for name in order:
                 if name in active and not measure_one(targets[name], load, args, cpus, upstream, results):
                     active.remove(name)
@@ -208,7 +225,12 @@ def run_rounds(
 
 def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tuple[Results, list[str]]:
     """Every selected target under every load; returns the results and what failed of the project's own."""
-    results = Results(targets=list(args.targets), rounds=args.rounds, placement=cpus.describe())
+    results = Results(
+        targets=list(args.targets),
+        loads=[load.name for load in args.loads],
+        rounds=args.rounds,
+        placement=cpus.describe(),
+    )
     upstream = start_upstream(group, cpus.load)  # needed by every target, measured only if `direct` is selected
     results.versions["direct"] = upstream.version
     gateways = start_targets(
@@ -223,7 +245,7 @@ def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tup
     memory.start()
     try:
         if not args.quick:
-            warm_up(targets, cpus)
+            warm_up(targets, args.loads, cpus)
         run_rounds(targets, upstream, args, cpus, results)
     finally:
         memory.stop()
@@ -238,7 +260,7 @@ def _own_failures(results: Results) -> list[str]:
     for name in own:
         if name in results.unavailable:
             continue
-        failures += [f"{name} {load.name}: no measurement" for load in LOADS if not results.runs.get((name, load.name))]
+        failures += [f"{name} {load}: no measurement" for load in results.loads if not results.runs.get((name, load))]
     return failures
 
 

@@ -1,7 +1,9 @@
 """The gateways under test: how each is installed (third-party ones into bench/.work/), configured and started.
 
-Every target routes `gpt-4o` (and `text-embedding-3-small`) to the same fake upstream and listens on 127.0.0.1
-only. A target that cannot be installed or started raises Unavailable with the reason, and the run goes on.
+Every target routes `gpt-4o` (and `text-embedding-3-small`) to the fake upstream's OpenAI routes and
+`claude-sonnet-4-5` to its Anthropic route (`/v1/messages`), and listens on 127.0.0.1 only. A target that cannot
+be installed or started raises Unavailable with the reason, and the run goes on; a route of the loads (see
+loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loads import LOADS, Endpoint, probe
+from loads import ANTHROPIC_VERSION, CLAUDE_CHAT_ROUTE, CLAUDE_MODEL, LOADS, MESSAGES_ROUTE, Endpoint, probe
 from procs import Launched, ProcessGroup, pinned
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -103,12 +105,24 @@ def wait_ready(launched: Launched, endpoint: Endpoint) -> None:
     raise Unavailable(f"not answering after {READY_TIMEOUT_SECONDS:.0f}s: {launched.log_tail(5)}")
 
 
+def anthropic_headers(key: str) -> dict[str, str]:
+    """What the anthropic SDK sends: its key in x-api-key, and the API version."""
+    return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+
+
 def start_upstream(group: ProcessGroup, cpu: int | None) -> Target:
-    """The fake upstream, which is also the `direct` target: the most any gateway in front of it could do."""
+    """The fake upstream, which is also the `direct` target: the most any gateway in front of it could do.
+
+    As `direct`, the `messages` loads go to its /v1/messages; the `claude-chat` loads (OpenAI format, Claude
+    model) go to its OpenAI chat route, which answers them as it answers gpt-4o: the baseline a translated
+    request is compared against, since a translating gateway turns one OpenAI request into one Anthropic one.
+    """
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "fake_upstream.py"), "--port", str(port)]
     launched = group.start("fake-upstream", pinned(argv, cpu))
-    endpoint = Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"})
+    endpoint = Endpoint(
+        port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY)}
+    )
     wait_ready(launched, endpoint)
     return Target("direct", endpoint, launched, "bench/fake_upstream.py")
 
@@ -143,6 +157,11 @@ def start_llmrelay(setup: Setup, workers: int) -> Target:
         f"    base_url: http://127.0.0.1:{setup.upstream_port}/v1\n"
         f"    api_key: {UPSTREAM_KEY}\n"
         "    models: [gpt-4o, text-embedding-3-small]\n"
+        "  - name: fake-anthropic\n"
+        "    type: anthropic\n"
+        f"    base_url: http://127.0.0.1:{setup.upstream_port}\n"
+        f"    api_key: {UPSTREAM_KEY}\n"
+        f"    models: [{CLAUDE_MODEL}]\n"
         "prices:\n"
         '  text-embedding-3-small: {input: "0.02", output: "0"}\n'
     )
@@ -153,7 +172,7 @@ def start_llmrelay(setup: Setup, workers: int) -> Target:
     port = free_port()
     serve = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     launched = setup.group.start(f"llmrelay-{workers}w", pinned(serve, setup.gateway_cpu), env=env)
-    endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"})
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"}, {MESSAGES_ROUTE: anthropic_headers(key)})
     wait_ready(launched, endpoint)
     return Target(f"llmrelay-{workers}w", endpoint, launched, _llmrelay_version(python))
 
@@ -174,16 +193,25 @@ def ensure_litellm() -> Path:
 
 
 def start_litellm(setup: Setup) -> Target:
-    """LiteLLM proxy, one uvicorn worker, no database, with the cost map read locally instead of downloaded."""
+    """LiteLLM proxy, one uvicorn worker, no database, with the cost map read locally instead of downloaded.
+
+    The Claude model is LiteLLM's own `anthropic/` provider, which translates OpenAI-format requests itself;
+    its api_base is the fake without /v1, as for the anthropic SDK (LiteLLM appends /v1/messages). The same
+    model serves LiteLLM's Anthropic-format `/v1/messages` endpoint, whose key goes in x-api-key.
+    """
     executable = ensure_litellm()
     work = WORK_DIR / "litellm"
     work.mkdir(parents=True, exist_ok=True)
     master_key = f"sk-bench-{secrets.token_hex(24)}"
     upstream = {"api_base": f"http://127.0.0.1:{setup.upstream_port}/v1", "api_key": UPSTREAM_KEY}
+    claude = {"api_base": f"http://127.0.0.1:{setup.upstream_port}", "api_key": UPSTREAM_KEY}
     config = {
         "model_list": [
-            {"model_name": name, "litellm_params": {"model": f"openai/{name}", **upstream}}
-            for name in ("gpt-4o", "text-embedding-3-small")
+            *(
+                {"model_name": name, "litellm_params": {"model": f"openai/{name}", **upstream}}
+                for name in ("gpt-4o", "text-embedding-3-small")
+            ),
+            {"model_name": CLAUDE_MODEL, "litellm_params": {"model": f"anthropic/{CLAUDE_MODEL}", **claude}},
         ],
         "litellm_settings": {"telemetry": False},
         "general_settings": {"master_key": master_key},
@@ -194,7 +222,9 @@ def start_litellm(setup: Setup) -> Target:
     argv = [str(executable), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING"}  # WARNING: no per-request access log
     launched = setup.group.start("litellm", pinned([*argv, "--num_workers", "1"], setup.gateway_cpu), env=env, cwd=work)
-    endpoint = Endpoint(port, {"Authorization": f"Bearer {master_key}"})
+    endpoint = Endpoint(
+        port, {"Authorization": f"Bearer {master_key}"}, {MESSAGES_ROUTE: anthropic_headers(master_key)}
+    )
     wait_ready(launched, endpoint)
     return Target("litellm", endpoint, launched, LITELLM_SPEC)
 
@@ -234,18 +264,25 @@ def ensure_portkey() -> Path:
 
 
 def start_portkey(setup: Setup) -> Target:
-    """Portkey routes by headers; the preload keeps its server on 127.0.0.1."""
+    """Portkey routes by headers; the preload keeps its server on 127.0.0.1.
+
+    For Claude, `x-portkey-provider: anthropic` with the fake as custom host (with /v1, as Portkey's own
+    Anthropic base URL has it): OpenAI-format requests are translated by Portkey's Anthropic provider, and
+    Anthropic-format ones go to its /v1/messages route with the key in x-api-key.
+    """
     package_dir = ensure_portkey()
     port = free_port()
     preload = str(BENCH_DIR / "portkey_loopback.cjs")
     argv = ["node", "--require", preload, "build/start-server.js", f"--port={port}", "--headless"]
     launched = setup.group.start("portkey", pinned(argv, setup.gateway_cpu), cwd=package_dir)
-    headers = {
-        "Authorization": f"Bearer {UPSTREAM_KEY}",
-        "x-portkey-provider": "openai",
-        "x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}/v1",
+    custom_host = {"x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}/v1"}
+    headers = {"Authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai", **custom_host}
+    anthropic = {"x-portkey-provider": "anthropic", **custom_host}
+    routes = {
+        CLAUDE_CHAT_ROUTE: {"Authorization": f"Bearer {UPSTREAM_KEY}", **anthropic},
+        MESSAGES_ROUTE: {**anthropic_headers(UPSTREAM_KEY), **anthropic},
     }
-    endpoint = Endpoint(port, headers)
+    endpoint = Endpoint(port, headers, routes)
     wait_ready(launched, endpoint)
     return Target("portkey", endpoint, launched, f"@portkey-ai/gateway@{PORTKEY_VERSION}")
 

