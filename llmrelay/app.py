@@ -22,7 +22,7 @@ from llmrelay.providers import PROVIDERS
 from llmrelay.providers.base import Channel
 from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.images import ImageFetcher
-from llmrelay.relay.errors import RelayError
+from llmrelay.relay.errors import RelayError, channel_secrets
 from llmrelay.relay.pipeline import Relay
 from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
@@ -35,6 +35,7 @@ from llmrelay.surfaces.paths import PathTable
 log = logging.getLogger("llmrelay")
 access_log = logging.getLogger("llmrelay.access")
 T = TypeVar("T")
+SETTLE_SECONDS = 15.0  # at shutdown, the longest wait for cancelled requests to bill what they delivered
 
 ROUTES = PathTable(
     {
@@ -89,6 +90,7 @@ class Gateway:
                     PROVIDERS[channel_config.type],
                     self.pool.session_for(channel_config.base_url),
                     timeout,
+                    channel_secrets(channel_config.api_key, channel_config.headers),
                 )
             )
         if not channels:
@@ -110,6 +112,9 @@ class Gateway:
     async def stop(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        # Requests the server cancelled at its shutdown limit settle (billing what they delivered) before the
+        # usage queue is flushed, so the flush finds their records.
+        await self.relay.drain(SETTLE_SECONDS)
         await self.recorder.close()
         await self.pool.close()
         await self.images.close()
@@ -132,7 +137,9 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(HttpRequest(scope, receive, send))
+            http = HttpRequest(scope, receive, send)
+            http.body_timeout = self.config.body_timeout
+            await self._http(http)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -194,6 +201,11 @@ class Gateway:
             "# TYPE llmrelay_overhead_milliseconds summary",
             f"llmrelay_overhead_milliseconds_sum {self.overhead_ms_total:.3f}",
             f"llmrelay_overhead_milliseconds_count {count}",
+            "# HELP llmrelay_overrun_nano_total Upstream-reported cost beyond the reservations, not charged.",
+            "# TYPE llmrelay_overrun_nano_total counter",
+            f"llmrelay_overrun_nano_total {self.relay.overrun_nano_total}",
+            "# TYPE llmrelay_overrun_requests_total counter",
+            f"llmrelay_overrun_requests_total {self.relay.overrun_requests}",
         ]
         return ("\n".join(lines) + "\n").encode()
 

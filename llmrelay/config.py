@@ -71,6 +71,7 @@ class Config:
     port: int = 8080
     workers: int = 1
     max_body_bytes: int = 32 * 1024 * 1024
+    body_timeout: float = 60.0  # seconds for a request body to arrive in full; then 408
     key_refresh_seconds: float = 0.5
     usage_flush_seconds: float = 0.2
     access_log: bool = False
@@ -292,6 +293,7 @@ def load_config(
     database_url, data_dir = _storage(raw, environ)
     admin_key = environ.get("LLMRELAY_ADMIN_KEY") or raw.get("admin_key") or None
     max_body = int(_number(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", int))
+    body_timeout = _number(limits, "body_timeout", 60.0, "limits")
     port = int(_number(server, "port", 8080, "server", int))
     workers = int(_number(server, "workers", 1, "server", int))
     return Config(
@@ -304,6 +306,7 @@ def load_config(
         port=port,
         workers=workers,
         max_body_bytes=max_body,
+        body_timeout=body_timeout,
         access_log=bool(server.get("access_log", False)),
         image_fetch=_image_fetch(raw.get("image_fetch")),
     )

@@ -30,6 +30,7 @@ from tests.fakes.gemini_upstream import GEMINI_UPSTREAM_SECRET, FakeGemini
 from tests.fakes.openai_upstream import UPSTREAM_SECRET, FakeOpenAI
 
 ADMIN_KEY = "adm-test-key-0123456789"
+CHANNEL_HEADER_SECRET = "hdr-secret-value-4242"  # a secret in the fake channel's `headers:` (not sk-shaped)
 
 
 @dataclass
@@ -109,6 +110,7 @@ channels:
              tts-1, tts-1-hd, whisper-1, gpt-3.5-turbo-instruct, omni-moderation-latest, text-moderation-latest,
              gpt-4-all, gpt-4o-all, search-gpts]
     model_map: {{alias-mini: gpt-4o-mini, my-whisper: whisper-1, my-embed: text-embedding-3-small}}
+    headers: {{X-Channel-Secret: {CHANNEL_HEADER_SECRET}}}
     timeout: {{connect: 2, read: 2}}
   - name: dead
     type: openai
@@ -123,6 +125,7 @@ prices:
   search-gpts: {{per_request: "0.03"}}
 limits:
   max_body_bytes: 2000000
+  body_timeout: 2
 {extra}
 """
 

@@ -93,8 +93,19 @@ def test_model_outside_the_key_allow_list_is_404(gateway: Gateway) -> None:
         (b'{"model": "gpt-4o"}', "messages"),
         (b'{"model": "gpt-4o", "messages": []}', "messages"),
         (b'{"model": "gpt-4o", "messages": [{"role": "robot", "content": "x"}]}', "messages[0].role"),
+        (b'{"model": "gpt-4o", "messages": [{"role": {}, "content": null}]}', "messages[0].role"),  # gave 500
+        (b'{"model": "gpt-4o", "messages": [{"role": ["user"], "content": "x"}]}', "messages[0].role"),
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}', "max_tokens"),
+        (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10.5}', "max_tokens"),
+        # issue 9: nested past what the gateway re-encodes (this gave a 500)
+        (
+            b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "tools": '
+            + b"[" * 260
+            + b"]" * 260
+            + b"}",
+            "tools",
+        ),
     ],
 )
 def test_malformed_requests_are_400(gateway: Gateway, key: str, raw: bytes, param: str | None) -> None:
@@ -174,3 +185,10 @@ def test_insufficient_quota_is_429(gateway: Gateway) -> None:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=100)
     assert raised.value.code == "insufficient_quota"
     assert raised.value.body["type"] == "insufficient_quota"
+
+
+def test_a_model_name_longer_than_a_usage_record_holds_is_400(client: OpenAI) -> None:
+    # "gpt-4-gizmo-*" routes any such name; a 300-character one would fail the usage insert on PostgreSQL.
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4-gizmo-" + "g" * 300, messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.body["param"] == "model"

@@ -128,6 +128,13 @@ def test_admin_api_lifecycle_applies_immediately(gateway: Gateway) -> None:
         ("POST", "keys/nobody/topup", {"usd": 1}, 404),
         ("POST", "keys/nobody/topup", {}, 400),
         ("GET", "nothing-here", None, 404),
+        # issue 9: values that gave 500 (and, for the expiry, created a key no listing could show)
+        ("POST", "keys", {"name": "m", "quota_usd": 1, "models": 5}, 400),
+        ("POST", "keys", {"name": "future", "quota_usd": 1, "expires_at": 999999999999}, 400),
+        ("POST", "keys", {"name": "far", "quota_usd": 1, "expires_at": "9999999999999999d"}, 400),
+        ("PATCH", "keys/nobody", {"expires_at": "9999999999999999d"}, 400),
+        ("GET", "usage?days=999999999", None, 400),
+        ("GET", "usage?until=9999999999999", None, 400),
     ],
 )
 def test_admin_api_errors(gateway: Gateway, method: str, path: str, body: object, status: int) -> None:

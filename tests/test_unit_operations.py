@@ -11,17 +11,20 @@ from decimal import Decimal
 import pytest
 
 from llmrelay.operations import (
+    MAX_DAYS,
     cents,
     create_key,
     day_start,
     key_view,
+    parse_days,
     parse_models,
     parse_period,
     parse_usd,
     parse_when,
 )
+from llmrelay.store import keys as key_store
 from llmrelay.store.cache import KeyState
-from llmrelay.store.keys import KeyOperationError, KeyRecord
+from llmrelay.store.keys import LATEST_TIME, KeyOperationError, KeyRecord
 from llmrelay.surfaces.http import dumps
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -301,3 +304,111 @@ def test_dumps_does_not_go_through_floats() -> None:
 def test_dumps_rejects_unknown_types() -> None:
     with pytest.raises(TypeError):
         dumps({"x": object()})
+
+
+# ------------------------------------------------------------------------------- issue 9: values that gave 500
+
+
+@pytest.mark.parametrize(
+    "text", ["9999999999999999d", 999_999_999_999, "9999999999999", "99999999999999999", -(10**15), "9999-06-01"]
+)
+def test_parse_when_refuses_times_no_date_can_show(text: object) -> None:
+    with pytest.raises(KeyOperationError, match="1900 and 9999") as raised:
+        parse_when(text, now=NOW, param="expires_at")
+    assert raised.value.param == "expires_at"
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "9" * 5000 + "d", "²", "1²d", "x" * 10_000, [1], {"a": 1}, 1.5, True])
+def test_parse_when_refuses_unreadable_values_cleanly(text: object) -> None:
+    with pytest.raises(KeyOperationError, match="cannot read") as raised:
+        parse_when(text, now=NOW, param="since")
+    assert raised.value.param == "since" and len(str(raised.value)) < 300
+
+
+def test_parse_when_range_edges() -> None:
+    assert parse_when("9998-12-31T23:59:59Z") == LATEST_TIME - 1
+    assert parse_when("1900-01-01") == utc(1900, 1, 1)
+    with pytest.raises(KeyOperationError):
+        parse_when("1899-12-31")
+
+
+@pytest.mark.parametrize("value", [5, 1.5, True, {"gpt-4o": True}, [5]])
+def test_parse_models_refuses_what_is_not_a_list_of_names(value: object) -> None:
+    with pytest.raises(KeyOperationError, match="models") as raised:
+        parse_models(value)
+    assert raised.value.param == "models"
+
+
+@pytest.mark.parametrize(
+    ("value", "days"), [(None, None), ("", None), ("7", 7), (" 7 ", 7), (7, 7), (MAX_DAYS, MAX_DAYS)]
+)
+def test_parse_days(value: object, days: int | None) -> None:
+    assert parse_days(value) == days
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "²", "7.5", "9" * 5000, 0, MAX_DAYS + 1, 999_999_999, True])
+def test_parse_days_refuses(value: object) -> None:
+    with pytest.raises(KeyOperationError, match="days") as raised:
+        parse_days(value)
+    assert raised.value.param == "days"
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "param"), [(None, "9999999999999", "until"), ("9999999999999", None, "since")]
+)
+def test_parse_period_refuses_times_out_of_range(since: str | None, until: str | None, param: str) -> None:
+    with pytest.raises(KeyOperationError) as raised:
+        parse_period(since, until)
+    assert raised.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"name": 5}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "  "}, "name"),
+        ({"unlimited": "false", "quota_usd": None}, "unlimited"),
+        ({"expires": 999_999_999_999}, "expires_at"),
+        ({"models": 5}, "models"),
+        ({"quota_usd": [5]}, "quota_usd"),
+    ],
+)
+def test_create_key_checks_every_field_before_writing(kwargs: dict, param: str) -> None:
+    arguments: dict = {"name": "k", "quota_usd": "5", **kwargs}
+    with pytest.raises(KeyOperationError) as raised:
+        create_key(None, **arguments)  # type: ignore[arg-type]  # no engine: nothing may be written
+    assert raised.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"expires_at": 999_999_999_999}, "expires_at"),
+        ({"expires_at": "2027-01-01"}, "expires_at"),
+        ({"allowed_models": "gpt-4o"}, "models"),
+        ({"allowed_models": [""]}, "models"),
+        ({"quota_nano": 2**63}, "quota_usd"),
+        ({"quota_nano": -1}, "quota_usd"),
+        ({"name": "x" * 201}, "name"),
+    ],
+)
+def test_the_store_checks_fields_again(kwargs: dict, param: str) -> None:
+    arguments: dict = {"name": "k", "quota_nano": 10**9, **kwargs}
+    with pytest.raises(KeyOperationError) as raised:
+        key_store.create_key(None, **arguments)  # type: ignore[arg-type]
+    assert raised.value.param == param
+
+
+def test_key_view_shows_what_it_can_of_an_unrenderable_row() -> None:
+    view = key_view(record(5_000_000_000, 0, expires_at=999_999_999_999, last_used_at=-(10**15)))
+    assert view["expires_at"] == 999_999_999_999 and view["last_used_at"] == -(10**15)
+    assert view["unrenderable"] == ["expires_at", "last_used_at"]
+    assert view["created_at"] == "2026-01-02T03:04:05Z" and view["quota_usd"] == Decimal("5")
+    assert b'"expires_at":999999999999' in dumps(view)
+    assert "unrenderable" not in key_view(record(5_000_000_000, 0))
+
+
+def test_key_view_marks_an_unreadable_allow_list() -> None:
+    view = key_view(record(None, 0, allowed_models=None, unreadable=("allowed_models",)))
+    assert view["allowed_models"] is None and view["unrenderable"] == ["allowed_models"]

@@ -654,3 +654,44 @@ def test_count_completion_counts_joined_fragments() -> None:
     fragments = ["Hel", "lo", ", wor", "ld!"]
     assert count_completion(fragments, "gpt-4o") == len(O200K.encode("Hello, world!"))
     assert count_completion([], "gpt-4o") == 0
+
+
+# ------------------------------------------------------------------------------------- settlement bounds
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"input": "1", "cached_input": "2", "output": "1"},  # cache reads dearer than input (an operator's price)
+        {"input": "1", "cache_write": "1.25", "cached_input": "0.1", "output": "5"},  # Claude: writes dearer
+        {"input": "0", "cached_input": "0.5", "output": "0"},
+    ],
+)
+def test_the_reservation_covers_a_prompt_billed_at_its_dearest_rate(spec: dict[str, str]) -> None:
+    price = price_from_spec(spec)
+    reserve, _ = plan_reservation(price, 1000, 10, 1, None)
+    for usage in (Usage(1000, 10), Usage(1000, 10, cached_tokens=1000), Usage(1000, 10, cache_write_tokens=1000)):
+        assert price.cost_nano(usage) <= reserve
+
+
+def test_settlement_charges_at_most_the_reservation_and_returns_the_overrun() -> None:
+    ledger = QuotaLedger()
+    key = make_key(20_000)
+
+    async def flow() -> None:
+        assert await ledger.reserve(key, 11_850)
+        settlement = await ledger.settle(key, 11_850, 361_350)  # the upstream reported 30x the reservation
+        assert (settlement.charged_nano, settlement.overrun_nano) == (11_850, 349_500)
+        assert (key.used_nano, key.reserved_nano) == (11_850, 0)
+        assert key.balance_nano == 20_000 - 11_850 >= 0
+        assert await ledger.reserve(key, 8_150)
+        within = await ledger.settle(key, 8_150, 8_000)
+        assert (within.charged_nano, within.overrun_nano) == (8_000, 0)
+        failed = await ledger.settle(key, 0, 0)
+        assert (failed.charged_nano, failed.overrun_nano) == (0, 0)
+
+    asyncio.run(flow())
+    with pytest.raises(ValueError):
+        asyncio.run(ledger.settle(key, 10, -1))
+    with pytest.raises(ValueError):
+        asyncio.run(ledger.reserve(key, -1))

@@ -15,7 +15,13 @@ from llmrelay.surfaces.http import dumps
 
 
 def _when(ts: int | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else "never"
+    """A stored time for the table; one no date can show (see operations.key_view) is printed as stored."""
+    if ts is None:
+        return "never"
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):
+        return str(ts)
 
 
 def create(args: argparse.Namespace) -> int:
@@ -33,8 +39,9 @@ def create(args: argparse.Namespace) -> int:
 
 def list_(args: argparse.Namespace) -> int:
     records = key_store.list_keys(open_database(args), include_deleted=args.all)
+    views = [operations.key_view(r) for r in records]  # logs (to stderr) any row it cannot fully show
     if args.json:
-        print(dumps([operations.key_view(r) for r in records]).decode())
+        print(dumps(views).decode())
         return 0
     rows = [
         (
@@ -79,11 +86,11 @@ def topup(args: argparse.Namespace) -> int:
 def update(args: argparse.Namespace) -> int:
     changes: dict[str, object] = {}
     if args.expires is not None:
-        changes["expires_at"] = operations.parse_when(args.expires)
+        changes["expires_at"] = operations.parse_when(args.expires, param="--expires")
     if args.models is not None:
         changes["allowed_models"] = operations.parse_models(args.models)
     if args.quota_usd is not None:
-        changes["quota_nano"] = operations.parse_usd(args.quota_usd, "--quota-usd")
+        changes["quota_nano"] = operations.parse_usd(args.quota_usd, "--quota-usd", param="--quota-usd")
     record = key_store.update_key(open_database(args), args.key, **changes)  # type: ignore[arg-type]
     print(f"updated key {record.name!r} (id {record.id})")
     return 0

@@ -135,9 +135,7 @@ def anthropic_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(body, dict):
         fail("the request body must be a JSON object", None)
     model = as_str(body.get("model"), "model", non_empty=True)
-    max_tokens = body.get("max_tokens")
-    if not is_int(max_tokens) or max_tokens < 1:
-        fail("a positive integer is required", "max_tokens")
+    max_tokens = as_int(body.get("max_tokens"), "max_tokens", positive=True)  # 10.0 is 10 (JSON Schema)
     messages: list[dict[str, Any]] = []
     system = _native_system(body.get("system"))
     if system:

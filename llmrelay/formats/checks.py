@@ -31,9 +31,26 @@ def short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Whole-number floats up to here are exact: a larger "integer" written with a decimal point is not.
+MAX_EXACT_INT = 2**53
+
+
 def is_int(value: Any) -> bool:
-    """An integer, and not a boolean (which Python counts as one)."""
+    """A Python int, and not a boolean (which Python counts as one). A type test, for a caller that keeps
+    the value it tested: reading an integer *field* goes through `as_int` / `int_value`, which also accept a
+    whole-number float (10.0) and convert it."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_value(value: Any) -> int | None:
+    """An integer as JSON Schema counts one, as an int: an int (not a boolean), or a whole-number float such
+    as 10.0 (JSON has one number type; under JSON Schema 2020-12, the dialect of OpenAI's OpenAPI document,
+    10.0 is an integer). None for anything else, including whole floats too large to be exact."""
+    if isinstance(value, int):
+        return None if isinstance(value, bool) else value
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INT:
+        return int(value)
+    return None
 
 
 def is_number(value: Any) -> bool:
@@ -75,11 +92,13 @@ def as_number(value: Any, param: str) -> int | float:
 
 
 def as_int(value: Any, param: str, *, positive: bool = False) -> int:
-    if not is_int(value):
+    """An integer field as an int (10.0 is read as 10, so it is encoded onward as 10)."""
+    number = int_value(value)
+    if number is None:
         fail("must be an integer", param)
-    if positive and value < 1:
+    if positive and number < 1:
         fail("must be a positive integer", param)
-    return value
+    return number
 
 
 def as_flag(value: Any, param: str) -> bool:

@@ -3,12 +3,14 @@
 A request only appends to a list. A background task writes the list every `flush_seconds` (or sooner when
 it grows), in one transaction per batch. A failed write keeps the batch for the next try; at shutdown
 whatever cannot be written is spilled to a JSON-lines file that the next start replays, so no record and
-no charge is lost.
+no charge is lost. A record that arrives after the shutdown flush, and whatever is still queued when the
+process exits without one, is spilled the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 from collections import defaultdict
@@ -38,10 +40,15 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed = False
         # Spend recorded here but not yet in the database, per key: (nano, requests).
         self._unflushed: dict[int, list[int]] = defaultdict(lambda: [0, 0])
 
     def record(self, record: UsageRecord) -> None:
+        if self._closed:  # nothing writes the queue any more: to the spill file, which the next start replays
+            self._buffer.append(record)
+            self._spill("a record arrived after the shutdown flush")
+            return
         self._buffer.append(record)
         pending = self._unflushed[record.key_id]
         pending[0] += record.cost_nano
@@ -60,6 +67,7 @@ class UsageRecorder:
     async def start(self) -> None:
         await self._replay_spill()
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        atexit.register(self._spill_at_exit)  # a process that exits without close() still keeps its records
 
     async def _run(self) -> None:
         backoff = self._flush_seconds
@@ -92,20 +100,29 @@ class UsageRecorder:
         """Stop the writer and flush everything; spill to disk what the database will not take."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        for attempt in range(attempts):
-            if await self.flush():
-                return
-            await asyncio.sleep(0.2 * (attempt + 1))
-        self._spill()
+        try:
+            if self._task is not None:
+                await self._task
+            for attempt in range(attempts):
+                if await self.flush():
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+        finally:
+            if self._buffer:  # the database would not take them (or the shutdown was cut short)
+                self._spill("database unavailable")
+            self._closed = True
+            atexit.unregister(self._spill_at_exit)
 
-    def _spill(self) -> None:
+    def _spill_at_exit(self) -> None:
+        if self._buffer:
+            self._spill("the process exited before the usage queue was written")
+
+    def _spill(self, reason: str) -> None:
         self._spill_path.parent.mkdir(parents=True, exist_ok=True)
         with self._spill_path.open("ab") as spill:
             for record in self._buffer:
                 spill.write(orjson.dumps(asdict(record)) + b"\n")
-        log.error("database unavailable: spilled %d usage records to %s", len(self._buffer), self._spill_path)
+        log.error("%s: spilled %d usage records to %s", reason, len(self._buffer), self._spill_path)
         self._buffer = []
 
     async def _replay_spill(self) -> None:

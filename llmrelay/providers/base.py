@@ -107,12 +107,18 @@ class OpenAICompatible(Provider, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """A configured upstream: its settings, its adaptor and its pooled HTTP session."""
+    """A configured upstream: its settings, its adaptor, its pooled HTTP session, and the secrets (its key and
+    header values) that must never reach a client or a log, as text and as bytes for scrubbing streams."""
 
     config: ChannelConfig
     provider: Provider
     session: aiohttp.ClientSession
     timeout: aiohttp.ClientTimeout
+    secret_bytes: tuple[bytes, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(secret.decode() for secret in self.secret_bytes)
 
 
 def openai_passthrough(channel: Channel) -> OpenAICompatible:

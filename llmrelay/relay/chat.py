@@ -17,6 +17,7 @@ from llmrelay.metering.tokens import (
     ensure_tokenizers,
     prompt_token_bound,
 )
+from llmrelay.metering.usage_check import usable_usage
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
 from llmrelay.providers.images import ImageFetcher, ImageFetchError
 from llmrelay.relay.errors import RelayError, bad_request
@@ -40,10 +41,12 @@ class ChatJob(TokenJob):
         self.model = request.model
         self.stream = request.stream
         self.default_max_output = 4096  # replaced by the model's own limit once its price is known
+        self.upstream_model = ""  # the model the prompt is bounded for, once routed
         self._array: JsonArrayTap | None = None  # the framing of a stream sent as a JSON array
 
     def budget(self) -> TokenBudget:
-        bound = prompt_token_bound(self.body["messages"], self.body.get("tools"))
+        # Media are bounded by what the upstream model's provider bills (an unrouted job: the largest bound).
+        bound = prompt_token_bound(self.body["messages"], self.body.get("tools"), self.upstream_model)
         return TokenBudget(bound, self.request.max_output_tokens, self.request.choices)
 
     def exact_prompt_tokens(self, upstream_model: str) -> int | None:
@@ -55,6 +58,7 @@ class ChatJob(TokenJob):
         # A reply without max_tokens is reserved at the model's longest; an upstream that needs an explicit
         # limit (Anthropic) is sent that same limit, so the reservation still covers the reply.
         self.default_max_output = price.max_output_tokens
+        self.upstream_model = route.upstream_model
         return await super().plan(price, available_nano, route)
 
     def same_format(self, route: Route) -> bool:
@@ -97,9 +101,13 @@ class ChatJob(TokenJob):
             return await super().finish_body(body, content_type, route)
         completion, usage = route.channel.provider.decode_chat_reply(body, self.request)  # ValueError -> 502
         source = "upstream"
-        if usage is None:
-            usage, source = await self.count_usage(generated_texts([completion]), route.upstream_model), "tokenizer"
+        texts = generated_texts([completion])
+        if usage is None or not usable_usage(usage, True, any(texts)):
+            usage, source = await self.count_usage(texts, route.upstream_model), "tokenizer"
         return usage, source, self.client.encode_reply(completion, usage, self.request), "application/json"
+
+    def reply_texts(self, body: bytes, route: Route) -> list[str]:
+        return generated_texts([route.channel.provider.decode_chat_reply(body, self.request)[0]])
 
     async def count_usage(self, completion_texts: list[str], upstream_model: str) -> Usage:
         await ensure_tokenizers()

@@ -59,3 +59,21 @@ def scrub_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _SECRET_PATTERN.sub("[redacted]", text)
+
+
+MIN_SECRET_LENGTH = 6  # shorter configured values ("1", "true") would redact ordinary text
+
+
+def channel_secrets(api_key: str, headers: dict[str, str]) -> tuple[bytes, ...]:
+    """What must never reach a client or a log from a channel: its key and every header value it sends."""
+    values = {api_key, *headers.values()}
+    return tuple(sorted((v.encode() for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+def scrub_bytes(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
+    """`data` with every configured secret replaced: a byte search per secret, cheap enough for every chunk
+    of a stream (longest first, so a secret that contains another is replaced whole)."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, b"[redacted]")
+    return data

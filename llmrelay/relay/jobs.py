@@ -4,15 +4,18 @@ build its upstream request and meter the reply. The pipeline (relay/pipeline.py)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from llmrelay.formats.base import ClientFormat
-from llmrelay.formats.openai import OPENAI_CLIENT
+from llmrelay.formats.openai import OPENAI_CLIENT, generated_texts
 from llmrelay.metering.pricing import Price, Usage
 from llmrelay.metering.quota import plan_reservation
 from llmrelay.metering.tokens import ensure_tokenizers
+from llmrelay.metering.usage_check import usable_usage
 from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
 from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import RelayError
@@ -42,6 +45,7 @@ class Job:
     model: str
     stream: bool = False
     client: ClientFormat = OPENAI_CLIENT  # the format the client speaks: errors mid-stream are written in it
+    prompt_nonempty = True  # an upstream's report of 0 prompt tokens is then impossible, and counted offline
 
     def bound(self, price: Price) -> Usage:
         """The most this request can consume; its cost at `price` is what the reservation holds."""
@@ -73,14 +77,35 @@ class Job:
         return self.client.stream_error(error)
 
     async def meter_stream(self, tap: StreamTap, route: Route) -> tuple[Usage, str]:
-        """Usage of a (possibly cut short) event stream."""
-        if tap.usage is not None:
-            return tap.usage, "upstream"
-        return await self.count_usage(tap.completion_texts(), route.upstream_model), "tokenizer"
+        """Usage of a (possibly cut short) event stream: the upstream's report, or the offline count of what
+        was delivered. A stream cut before its end may carry a report made before the reply (Claude reports
+        output tokens only in its last events): it is billed at least the count of what was delivered."""
+        reported = tap.usage
+        if reported is not None and reported.completion_tokens <= 0 and any(tap.completion_texts()):
+            reported = None  # zero tokens for a reply that has text: an upstream that cannot count
+        if reported is not None and not usable_usage(reported, self.prompt_nonempty, False):
+            reported = None
+        if reported is not None and tap.done:
+            return reported, "upstream"
+        if reported is None:
+            return await self.count_usage(tap.completion_texts(), route.upstream_model), "tokenizer"
+        try:
+            counted = await self.count_usage(tap.completion_texts(), route.upstream_model)
+        except Exception:  # the report stands when counting is impossible
+            return reported, "upstream"
+        if counted.completion_tokens > reported.completion_tokens:
+            return replace(reported, completion_tokens=counted.completion_tokens), "tokenizer"
+        return reported, "upstream"
 
     async def count_usage(self, completion_texts: list[str], upstream_model: str) -> Usage:
         """Usage counted offline, for an upstream that reported none."""
         raise NotImplementedError
+
+    async def abandoned_usage(self, route: Route) -> tuple[Usage, str] | None:
+        """What a request costs when it is left after the upstream call began but before a reply was relayed
+        (the client went away, or the gateway's shutdown cancelled it), and where that came from; None charges
+        nothing. Token jobs charge their prompt (see TokenJob); other jobs are not charged."""
+        return None
 
     def transform_reply(self, body: bytes, content_type: str) -> tuple[bytes, str]:
         """The body and content type the client gets (unchanged unless a job had to ask for another form)."""
@@ -114,11 +139,22 @@ class TokenJob(Job):
         """An exact prompt count with our own tokenizer where it is the model's, else None."""
         return None
 
+    async def abandoned_usage(self, route: Route) -> tuple[Usage, str] | None:
+        """The prompt, counted offline (the upstream has read it), and no completion."""
+        return await self.count_usage([], route.upstream_model), "tokenizer"
+
     async def meter(self, body: bytes, route: Route) -> tuple[Usage, str]:
         usage, texts = route.channel.provider.parse_chat_response(body)  # ValueError: unreadable -> 502
         if usage is not None:
-            return usage, "upstream"
+            if usage.completion_tokens <= 0:
+                texts = self.reply_texts(body, route)
+            if usable_usage(usage, self.prompt_nonempty, any(texts)):
+                return usage, "upstream"
         return await self.count_usage(texts, route.upstream_model), "tokenizer"
+
+    def reply_texts(self, body: bytes, route: Route) -> list[str]:
+        """The generated texts of a same-format reply (only read when its reported usage is in doubt)."""
+        return generated_texts([orjson.loads(body)])
 
     async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
         budget = self.budget()

@@ -18,6 +18,8 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+MAX_MODEL_NAME = 200  # longer model names are refused at the door: a usage record could not hold them
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a table that grows.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -56,8 +58,8 @@ usage_records = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("key_id", BigInteger, nullable=False),
     Column("endpoint", String(64), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("upstream_model", String(200), nullable=False),
+    Column("model", String(MAX_MODEL_NAME), nullable=False),
+    Column("upstream_model", String(MAX_MODEL_NAME), nullable=False),
     Column("channel", String(200), nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("cached_tokens", BigInteger, nullable=False),
@@ -67,6 +69,7 @@ usage_records = Table(
     Column("characters", BigInteger, nullable=False, server_default="0"),
     Column("audio_seconds", BigInteger, nullable=False, server_default="0"),
     Column("cost_nano", BigInteger, nullable=False),
+    Column("overrun_nano", BigInteger, nullable=False, server_default="0"),  # reported cost not charged
     Column("status", String(32), nullable=False),
     Column("http_status", Integer, nullable=False),
     Column("latency_ms", Integer, nullable=False),

@@ -38,6 +38,9 @@ class UsageRecord:
     characters: int = 0
     audio_seconds: int = 0
     cache_write_tokens: int = 0
+    # The upstream's reported cost beyond the reservation, which is not charged (cost_nano is at most what
+    # the request reserved); 0 when the reservation covered the request.
+    overrun_nano: int = 0
 
 
 USAGE_FIELDS = tuple(f.name for f in fields(UsageRecord))
@@ -99,6 +102,7 @@ SUMMED_FIELDS = (
     "characters",
     "audio_seconds",
     "cost_nano",
+    "overrun_nano",
 )
 
 

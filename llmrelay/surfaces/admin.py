@@ -54,7 +54,9 @@ async def handle(gw: Gateway, http: HttpRequest, rest: str) -> None:
         await _dispatch(gw, http, http.method, parts)
     except KeyOperationError as exc:
         status = 404 if str(exc).startswith("no key") else 400
-        raise RelayError(status, str(exc), "invalid_request_error", "not_found" if status == 404 else None) from None
+        raise RelayError(
+            status, str(exc), "invalid_request_error", "not_found" if status == 404 else None, exc.param
+        ) from None
 
 
 async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str]) -> None:
@@ -67,12 +69,13 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
         )
     elif parts == ["keys"] and method == "POST":
         body = await _body(gw, http)
+        # Passed as sent: create_key checks every field's type and range before anything is written.
         record, plaintext = await run(
             operations.create_key,
             engine,
-            str(body.get("name", "")),
+            body.get("name", ""),
             body.get("quota_usd"),
-            bool(body.get("unlimited", False)),
+            body.get("unlimited", False),
             body.get("expires_at"),
             body.get("models"),
         )
@@ -84,11 +87,11 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
         body = await _body(gw, http)
         changes: dict[str, Any] = {}
         if "expires_at" in body:
-            changes["expires_at"] = operations.parse_when(body["expires_at"])
+            changes["expires_at"] = operations.parse_when(body["expires_at"], param="expires_at")
         if "models" in body:
             changes["allowed_models"] = operations.parse_models(body["models"])
         if "quota_usd" in body:
-            changes["quota_nano"] = operations.parse_usd(body["quota_usd"], "quota_usd")
+            changes["quota_nano"] = operations.parse_usd(body["quota_usd"], "quota_usd", param="quota_usd")
         record = await run(lambda: key_store.update_key(engine, parts[1], **changes))
         await http.respond_json(200, await _key_json(gw, record))
     elif len(parts) == 2 and parts[0] == "keys" and method == "DELETE":
@@ -103,14 +106,12 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
         body = await _body(gw, http)
         if "usd" not in body:
             raise bad_request('send {"usd": amount}', "usd")
-        amount = operations.parse_usd(body["usd"], "usd", allow_negative=True)
+        amount = operations.parse_usd(body["usd"], "usd", allow_negative=True, param="usd")
         record = await run(key_store.top_up, engine, parts[1], amount)
         await http.respond_json(200, await _key_json(gw, record))
     elif parts == ["usage"] and method == "GET":
         query = http.query()
-        period = operations.parse_period(
-            query.get("since"), query.get("until"), int(query["days"]) if query.get("days", "").isdigit() else None
-        )
+        period = operations.parse_period(query.get("since"), query.get("until"), query.get("days"))
         key_id = None
         if query.get("key"):
             key_id = (await run(key_store.get_key, engine, query["key"])).id

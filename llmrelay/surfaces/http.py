@@ -7,6 +7,7 @@ itself (see bench/).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,12 +29,14 @@ REQUEST_ID_HEADER = b"x-request-id"
 OVERHEAD_HEADER = b"x-llmrelay-overhead-ms"
 _REQUEST_ID_PREFIX = os.urandom(4).hex()
 DRAIN_FACTOR = 4
+DEFAULT_BODY_TIMEOUT = 60.0  # seconds for a request body to arrive in full (limits.body_timeout)
 
 
 class HttpRequest:
     """One HTTP exchange: the ASGI scope and channels, plus the timing the overhead header reports."""
 
     __slots__ = (
+        "body_timeout",
         "method",
         "overhead_reported",
         "path",
@@ -59,6 +62,7 @@ class HttpRequest:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.path_params: dict[str, str] = {}  # the `{name}` parts of a templated route
+        self.body_timeout = DEFAULT_BODY_TIMEOUT
         HttpRequest._counter += 1
         # Process-unique and cheap: a random per-process prefix and a counter (no uuid on the hot path).
         self.request_id = f"req-{_REQUEST_ID_PREFIX}{HttpRequest._counter:012x}"
@@ -87,18 +91,25 @@ class HttpRequest:
         chunks: list[bytes] = []
         size = 0
         more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise RelayError(499, "client closed the request", "invalid_request_error", "client_closed")
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            size += len(chunk)
-            if size > limit:
-                if more:
-                    await self._discard_body(None, limit)
-                raise payload_too_large(limit)
-            chunks.append(chunk)
+        try:
+            # A body that trickles in (or never comes after its headers) must not hold a request open forever.
+            async with asyncio.timeout(self.body_timeout):
+                while more:
+                    message = await self.receive()
+                    if message["type"] == "http.disconnect":
+                        raise RelayError(499, "client closed the request", "invalid_request_error", "client_closed")
+                    chunk = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    size += len(chunk)
+                    if size > limit:
+                        if more:
+                            await self._discard_body(None, limit)
+                        raise payload_too_large(limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RelayError(
+                408, f"The request body did not arrive within {self.body_timeout:g} s.", code="request_timeout"
+            ) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _discard_body(self, declared: int | None, limit: int) -> None:
@@ -159,17 +170,94 @@ def payload_too_large(limit: int) -> RelayError:
     )
 
 
+# How deeply a request body may nest. orjson reads 1024 levels but writes only about 254, and the gateway
+# encodes what a client sent (the prompt's byte bound, translations, splices): a body it could read but not
+# write failed later with a 500. Refused up front instead, with room to spare for the levels a translation
+# adds around a client's value (an Anthropic input_schema becomes tools.N.function.parameters).
+MAX_JSON_DEPTH = 200
+
+
+def _encoder_depth() -> int:
+    """The deepest nesting orjson writes (254 in orjson 3.x), measured once rather than assumed."""
+    node: list[Any] = []
+    for depth in range(1, 4096):
+        try:
+            orjson.dumps(node)
+        except orjson.JSONEncodeError:
+            return depth - 1
+        node = [node]
+    return 4095
+
+
+# A body nests at most MAX_JSON_DEPTH levels exactly when it still encodes inside this many extra arrays.
+_PADDING = _encoder_depth() - MAX_JSON_DEPTH
+assert _PADDING >= 0, "orjson writes less nesting than MAX_JSON_DEPTH"
+
+
 def parse_json_body(raw: bytes) -> Any:
+    """A request body parsed as JSON; a 400 when it is empty, malformed, or nested past MAX_JSON_DEPTH."""
     if not raw:
         raise RelayError(400, "The request body is empty; send a JSON object.", code="invalid_json")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RelayError(
             400,
             f"We could not parse the JSON body of your request ({exc}). Send a valid JSON object.",
             code="invalid_json",
         ) from None
+    # The check is one encode of the body inside _PADDING extra arrays, in C: 0.3 µs for a typical chat body,
+    # and below the parse's own cost for nearly any body (counting the bytes `[` and `{` first was measured
+    # slower than this encode on every body but the smallest). A body too short to nest that deep skips it;
+    # only a body that fails it is walked, to name the field.
+    if len(raw) > 2 * MAX_JSON_DEPTH and not _encodes_padded(body):
+        _refuse_deep(body)
+    return body
+
+
+def _encodes_padded(body: Any) -> bool:
+    padded = body
+    for _ in range(_PADDING):
+        padded = [padded]
+    try:
+        orjson.dumps(padded)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+def json_depth(value: Any, limit: int | None = None) -> int:
+    """How many arrays/objects deep `value` nests (a scalar: 0, `{}`: 1). With `limit`, the walk stops as
+    soon as it is passed and returns limit + 1. Iterative: a hostile depth cannot exhaust the stack."""
+    if not isinstance(value, dict | list):
+        return 0
+    deepest = 1
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if limit is not None and depth > limit:
+                return depth
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _refuse_deep(body: Any) -> None:
+    """The 400 for a body nested past MAX_JSON_DEPTH, naming the top-level field that is (nothing is raised
+    when the walk finds none: the body failed to encode for another reason, which the encoder reports later)."""
+    if isinstance(body, dict):
+        for field, value in body.items():
+            if json_depth(value, MAX_JSON_DEPTH - 1) > MAX_JSON_DEPTH - 1:
+                raise RelayError(
+                    400,
+                    f"'{field}' is nested more than {MAX_JSON_DEPTH} levels deep (counting the request body "
+                    "itself); this gateway does not accept deeper JSON.",
+                    param=field,
+                )
+    elif json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise RelayError(400, f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
 
 
 def _encode_decimal(value: object) -> object:

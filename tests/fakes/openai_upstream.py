@@ -15,6 +15,8 @@ with finish_reason "length". Directives in the last user message steer it:
     #fake:slow          stream one chunk every 100 ms for 10 s (client-disconnect tests)
     #fake:cached=N      report N cached prompt tokens
     #fake:chunks=N      split the reply into N content chunks
+    #fake:leak          echo the upstream key and the X-Channel-Secret header in the reply (scrubbing tests)
+    #fake:leakerror     answer 500 with a 700-character message holding X-Channel-Secret across character 500
 
 A tool-call reply reports 12 completion tokens per call.
 
@@ -468,12 +470,17 @@ class FakeOpenAI(FakeServer):
             await asyncio.sleep(float(directives["sleep"]))
         if "error" in directives:
             return _error(int(directives["error"]))
+        if "leakerror" in directives:  # an error text longer than 500 characters with the key across the 500th
+            text = "x" * 490 + " " + request.headers.get("X-Channel-Secret", "") + " " + "y" * 200
+            return web.json_response({"error": {"message": text, "type": "server_error"}}, status=500)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words, finish = _reply_words(messages, limit)
+        if "leak" in directives:  # an upstream that echoes the credentials it was sent
+            words = [*words, UPSTREAM_SECRET, request.headers.get("X-Channel-Secret", "")]
         usage: dict[str, Any] | None = {
             "prompt_tokens": prompt_tokens_of(messages),
-            "completion_tokens": len(words) * body.get("n", 1),
-            "total_tokens": prompt_tokens_of(messages) + len(words) * body.get("n", 1),
+            "completion_tokens": len(words) * (body.get("n") or 1),
+            "total_tokens": prompt_tokens_of(messages) + len(words) * (body.get("n") or 1),
             "prompt_tokens_details": {"cached_tokens": int(directives.get("cached", 0)), "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
@@ -511,7 +518,8 @@ class FakeOpenAI(FakeServer):
         elif "json" in directives:
             message["content"] = '{"answer": 42}'
         choices = [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(body.get("n", 1))
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            for i in range(body.get("n") or 1)
         ]
         reply = {"object": "chat.completion", **common, "choices": choices}
         if usage is not None:
@@ -534,7 +542,7 @@ class FakeOpenAI(FakeServer):
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         pieces: list[bytes] = []
-        for index in range(body.get("n", 1)):
+        for index in range(body.get("n") or 1):
             pieces.append(chunk({"role": "assistant", "content": "", "refusal": None}, index=index))
             if "tools" in directives:
                 # Like OpenAI: each call opens with its id and name (empty arguments), then argument fragments that

@@ -64,7 +64,7 @@ def parse_messages_request(raw: bytes, http: HttpRequest) -> ChatRequest:
         model=native["model"],
         stream=stream,
         include_usage=True,  # an Anthropic stream always reports usage
-        max_output_tokens=native["max_tokens"],
+        max_output_tokens=body["max_tokens"],  # as an int, even when the client wrote 10.0
         choices=1,
         native=native,
         upstream_headers=forwarded_headers(http),

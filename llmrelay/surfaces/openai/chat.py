@@ -6,14 +6,18 @@ from llmrelay.formats.openai import OPENAI_CLIENT
 from llmrelay.relay.chat import ChatJob
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.request import ChatRequest
-from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags
+from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags, whole_numbers_as_ints
 
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# The integer fields of a chat request (as OpenAI's API reference types them): a whole-number float in one
+# of them is sent on as an integer.
+INTEGER_FIELDS = ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs")
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Validate what the relay itself depends on; every other field is the upstream's to judge."""
     body = json_object(raw)
+    raw = whole_numbers_as_ints(raw, body, INTEGER_FIELDS)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("you must provide a model parameter", "model")
@@ -23,7 +27,8 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise bad_request(f"messages[{index}] must be an object.", f"messages[{index}]")
-        if message.get("role") not in MESSAGE_ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:  # a dict role is unhashable: test the type first
             raise bad_request(
                 f"messages[{index}].role must be one of {', '.join(sorted(MESSAGE_ROLES))}.",
                 f"messages[{index}].role",

@@ -11,9 +11,10 @@ from llmrelay.providers.openai import usage_requested
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Reply, TokenBudget, TokenJob
 from llmrelay.relay.routing import Route
-from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags
+from llmrelay.surfaces.openai.fields import json_object, optional_positive_int, stream_flags, whole_numbers_as_ints
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+INTEGER_FIELDS = ("max_tokens", "n", "best_of", "logprobs", "seed")  # 10.0 in one is sent on as 10
 
 
 def prompt_pieces(prompt: Any, field: str = "prompt") -> tuple[list[str], int]:
@@ -26,9 +27,9 @@ def prompt_pieces(prompt: Any, field: str = "prompt") -> tuple[list[str], int]:
     if isinstance(prompt, list) and prompt:
         if all(isinstance(p, str) for p in prompt):
             return list(prompt), 0
-        if all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+        if all(type(p) is int for p in prompt):  # token ids: not booleans, which Python counts as ints
             return [], len(prompt)
-        if all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt):
+        if all(isinstance(p, list) and p and all(type(t) is int for t in p) for p in prompt):
             return [], sum(len(p) for p in prompt)
     raise bad_request(
         f"'{field}' must be a string, an array of strings, an array of token ids, or an array of token id arrays.",
@@ -50,6 +51,9 @@ class CompletionJob(TokenJob):
             raise bad_request("you must provide a model parameter", "model")
         self.model = model
         self.texts, self.token_ids = prompt_pieces(body.get("prompt", ""), "prompt")
+        # An empty prompt is legal here (unlike chat): 0 prompt tokens reported for it is then the truth
+        # (metering.usage_check.usable_usage).
+        self.prompt_nonempty = bool(self.token_ids or any(self.texts))
         self.stream, self.include_usage = stream_flags(body)
         self.max_tokens = optional_positive_int(body, "max_tokens") or DEFAULT_MAX_TOKENS
         # best_of candidates are all generated (and billed); n of them are returned.
@@ -81,4 +85,5 @@ class CompletionJob(TokenJob):
 
 
 def parse_completion(raw: bytes, content_type: str | None) -> CompletionJob:
-    return CompletionJob(raw, json_object(raw))
+    body = json_object(raw)
+    return CompletionJob(whole_numbers_as_ints(raw, body, INTEGER_FIELDS), body)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import orjson
+
+from llmrelay.formats.checks import int_value
 from llmrelay.relay.errors import bad_request
 from llmrelay.surfaces.http import parse_json_body
 
@@ -25,15 +28,33 @@ def required_str(body: dict[str, Any], field: str, max_length: int | None = None
     return value
 
 
+def whole_numbers_as_ints(raw: bytes, body: dict[str, Any], fields: Collection[str]) -> bytes:
+    """The body to forward once its integer `fields` are read: the client's bytes as sent, unless one of them
+    holds a whole-number float (`"max_tokens": 10.0`, an integer under JSON Schema), which is set in `body`
+    as the int it is and the body encoded afresh (rare), so the upstream gets an integer where it expects
+    one. A few dict lookups on the usual body."""
+    changed = False
+    for field in fields:
+        value = body.get(field)
+        if type(value) is float and (number := int_value(value)) is not None:
+            body[field] = number
+            changed = True
+    return orjson.dumps(body) if changed else raw
+
+
 def optional_positive_int(body: dict[str, Any], field: str, maximum: int | None = None) -> int | None:
+    """A positive integer field; a whole-number float (2.0) counts, and is set in `body` as the int."""
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    number = int_value(value)
+    if number is None or number < 1:
         raise bad_request(f"'{field}' must be a positive integer, got {value!r}.", field)
-    if maximum is not None and value > maximum:
+    if maximum is not None and number > maximum:
         raise bad_request(f"'{field}' must be at most {maximum}, got {value}.", field)
-    return value
+    if number is not value:
+        body[field] = number
+    return number
 
 
 def optional_bool(body: dict[str, Any], field: str) -> bool:
@@ -58,7 +79,7 @@ def one_of(body: dict[str, Any], field: str, allowed: Collection[str], default: 
     value = body.get(field, default)
     if value is None:
         return None
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:  # the type first: `{} in a_set` raises TypeError
         choices = ", ".join(sorted(allowed))
         raise bad_request(f"Invalid value for '{field}': {value!r}. Supported values are: {choices}.", field)
     return value

@@ -16,7 +16,13 @@ from llmrelay.relay.errors import bad_request
 from llmrelay.relay.jobs import Job
 from llmrelay.relay.routing import Route
 from llmrelay.surfaces.multipart import MultipartForm, parse_multipart
-from llmrelay.surfaces.openai.fields import json_object, one_of, optional_positive_int, required_str
+from llmrelay.surfaces.openai.fields import (
+    json_object,
+    one_of,
+    optional_positive_int,
+    required_str,
+    whole_numbers_as_ints,
+)
 from llmrelay.surfaces.openai.jobs import JsonPassthroughJob, MultipartPassthroughJob
 
 # What OpenAI's image models accept (other image models: whatever sizes their price lists).
@@ -62,7 +68,11 @@ class ImageBilling(Job):
         if prompt_required:
             required_str(fields, "prompt", rules.get("max_prompt"))
         self.n = optional_positive_int(fields, "n", rules.get("max_n")) or 1
-        size = fields.get("size") or "1024x1024"
+        size = fields.get("size")
+        if size is None or size == "":
+            size = "1024x1024"
+        if not isinstance(size, str):
+            raise bad_request(f"'size' must be a string such as 1024x1024, got {type(size).__name__}.", "size")
         if rules and size not in rules["sizes"]:
             raise bad_request(
                 f"Invalid size {size!r} for {self.model}; supported sizes: {', '.join(rules['sizes'])}.", "size"
@@ -103,7 +113,8 @@ class ImageUploadJob(ImageBilling, MultipartPassthroughJob):
 
 
 def parse_generation(raw: bytes, content_type: str | None) -> ImageGenerationJob:
-    return ImageGenerationJob(raw, json_object(raw))
+    body = json_object(raw)
+    return ImageGenerationJob(whole_numbers_as_ints(raw, body, ("n",)), body)
 
 
 def parse_edit(raw: bytes, content_type: str | None) -> ImageUploadJob:

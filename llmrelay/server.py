@@ -1,0 +1,80 @@
+"""The HTTP server protocol: uvicorn's httptools protocol with a bound on a request's head.
+
+httptools buffers a request's line and headers until they are complete, however large they grow, and the
+event loop that parses them serves every other client too: a 64 MB header stalled `/health` for seconds.
+The head (request line and headers) is therefore capped in bytes and in header count, and a request past
+either cap gets 431 before the application sees it.
+"""
+
+from __future__ import annotations
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 128
+_REFUSAL_BODY = orjson.dumps(
+    {
+        "error": {
+            "message": f"Request header fields too large (at most {MAX_HEAD_BYTES} bytes and {MAX_HEADERS} headers).",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "headers_too_large",
+        }
+    }
+)
+_REFUSAL = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\n"
+    b"content-length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _REFUSAL_BODY
+)
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """Counts the bytes fed while a request's head is incomplete, and its headers, and refuses past the caps."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._refused = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._refused = True
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._refused:
+            return  # the application never sees a refused request
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:  # a refused request has no cycle to complete
+            super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._refused or (self._in_head and self._head_bytes > MAX_HEAD_BYTES):
+            self._refused = True
+            self.transport.write(_REFUSAL)
+            self.transport.close()
