@@ -28,7 +28,7 @@ from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
 from llmrelay.store.db import make_engine, migrate
 from llmrelay.store.keys import changed_keys
-from llmrelay.surfaces import admin, anthropic, billing, gemini, openai
+from llmrelay.surfaces import admin, anthropic, billing, gemini, openai, openapi
 from llmrelay.surfaces.http import HttpRequest, Receive, Scope, Send
 from llmrelay.surfaces.paths import PathTable
 
@@ -45,6 +45,7 @@ ROUTES = PathTable(
         "/v1/dashboard/billing/subscription": {"GET": billing.subscription},
         "/v1/dashboard/billing/usage": {"GET": billing.usage},
         "/v1/user/info": {"GET": billing.user_info},
+        "/openapi.json": {"GET": openapi.serve},
     }
 )
 

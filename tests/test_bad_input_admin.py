@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 
 from llmrelay.store.keys import display_prefix, generate_key, hash_key, next_revision
 from llmrelay.store.schema import api_keys
-from tests.conftest import ADMIN_KEY, Gateway, call
+from tests.conftest import ADMIN_KEY, Gateway, call, wait_until
 
 
 def admin(gateway: Gateway, method: str, path: str, body: object = None):  # type: ignore[no-untyped-def]
@@ -97,6 +97,24 @@ def test_topup_past_the_largest_amount_is_a_400(gateway: Gateway) -> None:
     assert_400(admin(gateway, "POST", "keys/topup-overflow/topup", {"usd": "9000000000"}), "quota")
     assert admin(gateway, "GET", "keys/topup-overflow").json()["quota_usd"] == 9000000000
     assert admin(gateway, "POST", "keys/topup-overflow/topup", {"usd": 1}).status == 200
+
+
+def test_a_quota_can_never_go_below_what_the_key_used(gateway: Gateway) -> None:
+    key = gateway.create_key("below-used", quota_usd="10")
+    reply = call(
+        "POST",
+        f"{gateway.base_url}/chat/completions",
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "spend a little"}]},
+        {"Authorization": f"Bearer {key}"},
+    )
+    assert reply.status == 200
+    used = wait_until(lambda: admin(gateway, "GET", "keys/below-used").json()["used_usd"])
+    assert used > 0
+    assert_400(admin(gateway, "POST", "keys/below-used/topup", {"usd": -100}), "cannot be set below", "usd")
+    assert_400(admin(gateway, "PATCH", "keys/below-used", {"quota_usd": 0}), "cannot be set below", "quota_usd")
+    shown = admin(gateway, "GET", "keys/below-used").json()
+    assert shown["quota_usd"] == 10 and shown["balance_usd"] >= 0
+    assert admin(gateway, "POST", "keys/below-used/topup", {"usd": -9}).status == 200  # taking back the unused part
 
 
 @pytest.mark.parametrize(

@@ -397,7 +397,8 @@ def _native_tools(tools: Any) -> list[dict[str, Any]]:
         if others:
             fail(f"{', '.join(short(key) for key in others)} tools run inside Gemini's API only", param)
         declarations = _field(tool, "functionDeclarations")
-        for j, declaration in enumerate(as_list(declarations or [], f"{param}.functionDeclarations")):
+        declarations = [] if declarations is None else as_list(declarations, f"{param}.functionDeclarations")
+        for j, declaration in enumerate(declarations):
             out.append(_native_declaration(declaration, f"{param}.functionDeclarations.{j}"))
     return out
 

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from llmrelay.metering.money import MAX_NANO
+from llmrelay.metering.money import MAX_NANO, nano_to_usd
 from llmrelay.store.schema import api_keys, revisions
 
 log = logging.getLogger("llmrelay.keys")
@@ -246,8 +246,9 @@ def set_status(engine: Engine, ref: str | int, status: str) -> KeyRecord:
     return _change(engine, ref, status=status)
 
 
-def top_up(engine: Engine, ref: str | int, amount_nano: int) -> KeyRecord:
-    """Add to a key's quota (a negative amount takes quota back)."""
+def top_up(engine: Engine, ref: str | int, amount_nano: int, spent_nano: int = 0) -> KeyRecord:
+    """Add to a key's quota (a negative amount takes quota back, never below what the key has spent: its
+    recorded use, or `spent_nano` when the caller knows of more, such as a gateway's unflushed spend)."""
     record = get_key(engine, ref)
     if record.quota_nano is None:
         raise KeyOperationError(f"key {record.name!r} has unlimited quota; nothing to top up")
@@ -257,7 +258,17 @@ def top_up(engine: Engine, ref: str | int, amount_nano: int) -> KeyRecord:
             f"key {record.name!r}: the new quota would be beyond the largest amount a key can hold ($9,223,372,036)",
             "usd",
         )
+    refuse_below_used(record, record.quota_nano + amount_nano, "usd", spent_nano)
     return _change(engine, record.id, quota_nano=api_keys.c.quota_nano + amount_nano)
+
+
+def refuse_below_used(record: KeyRecord, quota_nano: int, param: str, spent_nano: int = 0) -> None:
+    """A key's balance is never negative: its quota cannot be set below what it has already spent."""
+    spent = max(record.used_nano, spent_nano)
+    if quota_nano < spent:
+        raise KeyOperationError(
+            f"key {record.name!r} has used ${nano_to_usd(spent)}; its quota cannot be set below that", param
+        )
 
 
 def update_key(
@@ -267,9 +278,10 @@ def update_key(
     expires_at: int | type[...] | None = ...,
     allowed_models: list[str] | type[...] | None = ...,
     quota_nano: int | type[...] | None = ...,
+    spent_nano: int = 0,
 ) -> KeyRecord:
     """Change expiry, model allow-list or total quota; `...` leaves a field as it is, None clears it. Every
-    value is checked before anything is written."""
+    value is checked before anything is written; a quota is never set below what the key has spent."""
     values: dict[str, object] = {}
     if expires_at is not ...:
         values["expires_at"] = check_time(expires_at, "expires_at")
@@ -278,6 +290,8 @@ def update_key(
         values["allowed_models"] = orjson.dumps(models).decode() if models else None
     if quota_nano is not ...:
         values["quota_nano"] = check_quota(quota_nano)
+        if quota_nano is not None:
+            refuse_below_used(get_key(engine, ref), quota_nano, "quota_usd", spent_nano)
     return _change(engine, ref, **values)
 
 

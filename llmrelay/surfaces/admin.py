@@ -41,6 +41,14 @@ async def _body(gw: Gateway, http: HttpRequest) -> dict[str, Any]:
     return body
 
 
+async def _live_spend(gw: Gateway, ref: str) -> int:
+    """What this gateway knows a key has spent, including spend not yet written and reservations in flight
+    (a quota set below it would leave the key's balance negative)."""
+    record = await gw.run_db(key_store.get_key, gw.engine, ref)
+    live = gw.keys.by_id.get(record.id)
+    return live.used_nano + live.reserved_nano if live is not None else record.used_nano
+
+
 async def _key_json(gw: Gateway, record: key_store.KeyRecord) -> dict[str, Any]:
     await gw.refresh_keys()
     return operations.key_view(record, gw.keys.by_id.get(record.id))
@@ -92,7 +100,8 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
             changes["allowed_models"] = operations.parse_models(body["models"])
         if "quota_usd" in body:
             changes["quota_nano"] = operations.parse_usd(body["quota_usd"], "quota_usd", param="quota_usd")
-        record = await run(lambda: key_store.update_key(engine, parts[1], **changes))
+        spent = await _live_spend(gw, parts[1])
+        record = await run(lambda: key_store.update_key(engine, parts[1], **changes, spent_nano=spent))
         await http.respond_json(200, await _key_json(gw, record))
     elif len(parts) == 2 and parts[0] == "keys" and method == "DELETE":
         record = await run(key_store.set_status, engine, parts[1], "deleted")
@@ -107,7 +116,7 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
         if "usd" not in body:
             raise bad_request('send {"usd": amount}', "usd")
         amount = operations.parse_usd(body["usd"], "usd", allow_negative=True, param="usd")
-        record = await run(key_store.top_up, engine, parts[1], amount)
+        record = await run(key_store.top_up, engine, parts[1], amount, await _live_spend(gw, parts[1]))
         await http.respond_json(200, await _key_json(gw, record))
     elif parts == ["usage"] and method == "GET":
         query = http.query()

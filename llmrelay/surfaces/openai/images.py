@@ -89,8 +89,10 @@ class ImageGenerationJob(ImageBilling, JsonPassthroughJob):
     path = "/images/generations"
 
     def __init__(self, raw: bytes, body: dict[str, Any]) -> None:
-        model = body.get("model") or "dall-e-2"  # OpenAI's default
-        if not isinstance(model, str):
+        model = body.get("model")
+        if model is None:
+            model = "dall-e-2"  # OpenAI's default
+        if not isinstance(model, str) or not model:
             raise bad_request("'model' must be a model name.", "model")
         JsonPassthroughJob.__init__(self, raw, body, model)
         self._read_options(body, prompt_required=True)
