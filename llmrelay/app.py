@@ -23,7 +23,7 @@ from llmrelay.providers.base import Channel
 from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import RelayError, channel_secrets
-from llmrelay.relay.pipeline import Relay
+from llmrelay.relay.pipeline import Relay, cancellation
 from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
 from llmrelay.store.db import make_engine, migrate
@@ -145,8 +145,21 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def _http(self, http: HttpRequest) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def expire() -> None:
+            http.deadline_passed = True
+            task.cancel()  # the relay bills what was delivered and ends the reply with a 504-coded error
+
+        deadline = asyncio.get_running_loop().call_later(self.config.request_timeout, expire)
         try:
             await self._dispatch(http)
+        except asyncio.CancelledError:
+            if not http.deadline_passed or task.uncancel() > 0:
+                raise  # a shutdown's cancellation goes on
+            if not http.response_started:
+                await http.respond_error(cancellation(http))
         except RelayError as error:
             if not http.response_started:
                 await http.respond_error(error)
@@ -161,6 +174,8 @@ class Gateway:
                         "internal_error",
                     )
                 )
+        finally:
+            deadline.cancel()
         self.metrics[str(http.status)] += 1
         self.overhead_ms_total += http.overhead_reported
         if self.config.access_log:

@@ -72,6 +72,7 @@ class Config:
     workers: int = 1
     max_body_bytes: int = 32 * 1024 * 1024
     body_timeout: float = 60.0  # seconds for a request body to arrive in full; then 408
+    request_timeout: float = 3600.0  # seconds a whole request may take, stream included; then 504
     key_refresh_seconds: float = 0.5
     usage_flush_seconds: float = 0.2
     access_log: bool = False
@@ -294,6 +295,7 @@ def load_config(
     admin_key = environ.get("LLMRELAY_ADMIN_KEY") or raw.get("admin_key") or None
     max_body = int(_number(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", int))
     body_timeout = _number(limits, "body_timeout", 60.0, "limits")
+    request_timeout = _number(limits, "request_timeout", 3600.0, "limits")
     port = int(_number(server, "port", 8080, "server", int))
     workers = int(_number(server, "workers", 1, "server", int))
     return Config(
@@ -307,6 +309,7 @@ def load_config(
         workers=workers,
         max_body_bytes=max_body,
         body_timeout=body_timeout,
+        request_timeout=request_timeout,
         access_log=bool(server.get("access_log", False)),
         image_fetch=_image_fetch(raw.get("image_fetch")),
     )

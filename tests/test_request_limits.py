@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
+
+import openai
+import pytest
+from openai import OpenAI
 
 from llmrelay.server import MAX_HEAD_BYTES, MAX_HEADERS
-from tests.conftest import Gateway, call
+from tests.conftest import Gateway, call, make_gateway, wait_until
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.test_billing import record_for
 
 
 def raw_exchange(gateway: Gateway, head: bytes) -> bytes:
@@ -60,3 +67,34 @@ def test_a_body_that_trickles_is_408_in_the_clients_format(gateway: Gateway, key
     reply = raw_exchange(gateway, head)  # the rest of the body never comes; the gateway gives up after 2 s
     assert reply.startswith(b"HTTP/1.1 408 ")
     assert b'"type":"error"' in reply and b"within 2 s" in reply  # Anthropic-shaped: the surface spoke Anthropic
+
+
+@pytest.fixture(scope="module")
+def hasty_gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[Gateway]:
+    """A gateway that gives a whole request 2 s (limits.request_timeout)."""
+    gw = make_gateway(tmp_path_factory.mktemp("hasty"), upstream, extra="limits: {request_timeout: 2}")
+    yield gw.start()
+    gw.stop()
+
+
+def test_a_request_past_the_time_limit_is_504_and_billed_nothing(hasty_gateway: Gateway) -> None:
+    key = hasty_gateway.create_key("hasty-body", quota_usd="1")
+    client = OpenAI(api_key=key, base_url=hasty_gateway.base_url, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "#fake:sleep=5"}])
+    assert raised.value.status_code == 504 and raised.value.code == "request_timeout"
+
+
+def test_a_stream_past_the_time_limit_ends_with_an_error_and_bills_what_was_delivered(hasty_gateway: Gateway) -> None:
+    key = hasty_gateway.create_key("hasty-stream", quota_usd="1")
+    client = OpenAI(api_key=key, base_url=hasty_gateway.base_url, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "#fake:slow tick"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in raw.parse():
+            received.append(chunk)
+    assert received and "request_timeout" in str(raised.value.body or raised.value.message)
+    record = wait_until(lambda: record_for(hasty_gateway, raw.headers["x-request-id"]))
+    assert record["status"] == "cancelled" and record["cost_nano"] > 0

@@ -290,7 +290,7 @@ class Relay:
                 return
             await self._abandon(job, route, outcome, "cancelled")
             with contextlib.suppress(Exception):
-                await http.respond_error(shutting_down())
+                await http.respond_error(cancellation(http))
             raise
         finally:
             watcher.stop()
@@ -358,9 +358,9 @@ class Relay:
                 await self._meter_cut_stream(job, route, tap, outcome)
             with contextlib.suppress(Exception):
                 if not http.response_started:
-                    await http.respond_error(shutting_down())
+                    await http.respond_error(cancellation(http))
                 elif tap is not None and not (watcher is not None and watcher.gone):
-                    tail = job.stream_failure(shutting_down())
+                    tail = job.stream_failure(cancellation(http))
                     await http.send({"type": "http.response.body", "body": tail, "more_body": False})
             raise
         finally:
@@ -452,6 +452,18 @@ class DisconnectWatch:
         """No more watching: a disconnect seen from now on is not acted on."""
         self._stopped = True
         self._waiter.cancel()
+
+
+def cancellation(http: HttpRequest) -> RelayError:
+    """Why a request was cancelled: it ran past the gateway's request time limit, or the gateway is stopping."""
+    if http.deadline_passed:
+        return RelayError(
+            504,
+            "The request ran longer than this gateway allows (limits.request_timeout); what was delivered is billed.",
+            "server_error",
+            "request_timeout",
+        )
+    return shutting_down()
 
 
 def shutting_down() -> RelayError:

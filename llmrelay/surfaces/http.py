@@ -37,6 +37,7 @@ class HttpRequest:
 
     __slots__ = (
         "body_timeout",
+        "deadline_passed",
         "method",
         "overhead_reported",
         "path",
@@ -63,6 +64,7 @@ class HttpRequest:
         self.path: str = scope["path"]
         self.path_params: dict[str, str] = {}  # the `{name}` parts of a templated route
         self.body_timeout = DEFAULT_BODY_TIMEOUT
+        self.deadline_passed = False  # set when the whole request ran past limits.request_timeout
         HttpRequest._counter += 1
         # Process-unique and cheap: a random per-process prefix and a counter (no uuid on the hot path).
         self.request_id = f"req-{_REQUEST_ID_PREFIX}{HttpRequest._counter:012x}"
