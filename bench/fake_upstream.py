@@ -1,4 +1,4 @@
-"""A very fast fake OpenAI and Anthropic upstream for benchmarking gateways, on loopback only.
+"""A very fast fake OpenAI, Anthropic and Gemini upstream for benchmarking gateways, on loopback only.
 
 Why raw asyncio Protocols and a hand-written HTTP/1.1 parser: the upstream must be much faster than any gateway
 put in front of it, so that the benchmark measures the gateway and not the fake. Responses are canned bytes built
@@ -18,6 +18,18 @@ Endpoints:
                               As the real API, it wants an `x-api-key` (or `authorization`) header and an
                               `anthropic-version` header, and model, max_tokens and messages in the body; errors
                               are Anthropic-shaped: {"type": "error", "error": {"type": ..., "message": ...}}.
+  POST /{v1beta|v1}/models/{model}:generateContent
+                              Gemini's Generative Language API (Google AI Studio): a GenerateContentResponse
+                              (camelCase: one candidate, role model, one text part of 18 words, finishReason
+                              STOP, index 0; usageMetadata; modelVersion = the URL's model; responseId).
+  POST /{v1beta|v1}/models/{model}:streamGenerateContent
+                              with ?alt=sse: 18 `data: <GenerateContentResponse>\r\n\r\n` events (chunked),
+                              one text part each, usageMetadata on each, finishReason STOP on the last; without
+                              alt=sse Google's JSON-array form of the same responses (application/json,
+                              `[{...}\n,\r\n{...}\n]`, one HTTP chunk per element). As the real API, it wants
+                              the key in `x-goog-api-key` or `?key=`, and a body whose top-level names are
+                              GenerateContentRequest fields with a non-empty `contents` of user / model turns
+                              with parts; errors are Google-shaped: {"error": {"code", "message", "status"}}.
   anything else               404 with an OpenAI-style error body.
 
 Run: python bench/fake_upstream.py --port 18000
@@ -47,6 +59,32 @@ MAX_MODEL_NAME = 200
 MAX_CACHED_MODELS = 64  # the Anthropic replies echo the model; one canned pair per model name, up to this many
 MAX_CACHED_BODIES = 256  # and the reply to a request body seen before is found by the body, without parsing it
 MAX_CACHED_BODY_BYTES = 4096
+GEMINI_PART_COUNT = 18  # text events per Gemini stream, as many as the Anthropic stream's text deltas
+GEMINI_RESPONSE_ID = "bench00000000000000000000"
+GEMINI_VERSIONS = (b"/v1beta/models/", b"/v1/models/")
+GEMINI_ACTIONS = (b"generateContent", b"streamGenerateContent")
+# The fields of a GenerateContentRequest, which is the body (proto3 JSON takes the proto names too). `model` is
+# one of them, bound to the URL's model; a body may repeat it, as Portkey's google provider does.
+GEMINI_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "contents",
+        "systemInstruction",
+        "system_instruction",
+        "generationConfig",
+        "generation_config",
+        "safetySettings",
+        "safety_settings",
+        "tools",
+        "toolConfig",
+        "tool_config",
+        "cachedContent",
+        "cached_content",
+        "serviceTier",
+        "service_tier",
+        "store",
+    }
+)
 
 
 def _json(value: object) -> bytes:
@@ -287,6 +325,114 @@ def messages_response(head: bytes, body: bytes) -> bytes:
     return reply
 
 
+def _gemini_error(code: int, status: str, message: str) -> bytes:
+    reason = {400: "Bad Request", 404: "Not Found"}[code]
+    body = {"error": {"code": code, "message": message, "status": status}}
+    return _fixed_length_response(f"{code} {reason}", _json(body))
+
+
+def _gemini_response(model: str, text: str, output_tokens: int, finished: bool) -> dict[str, object]:
+    """A GenerateContentResponse in Google's camelCase; a stream's responses carry one piece of text each."""
+    candidate: dict[str, object] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finished:
+        candidate["finishReason"] = "STOP"
+    candidate["index"] = 0
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": PROMPT_TOKENS + output_tokens,
+        },
+        "modelVersion": model,
+        "responseId": GEMINI_RESPONSE_ID,
+    }
+
+
+def _gemini_stream_responses(model: str) -> list[bytes]:
+    last = GEMINI_PART_COUNT - 1
+    return [_json(_gemini_response(model, "word ", i + 1, i == last)) for i in range(GEMINI_PART_COUNT)]
+
+
+def _gemini_reply(model: str, action: bytes, sse: bool) -> bytes:
+    if action == b"generateContent":
+        return _fixed_length_response(
+            "200 OK", _json(_gemini_response(model, "word " * GEMINI_PART_COUNT, GEMINI_PART_COUNT, True))
+        )
+    responses = _gemini_stream_responses(model)
+    if sse:  # Google ends each SSE line with CRLF
+        return _chunked_sse_response([b"data: " + response + b"\r\n\r\n" for response in responses])
+    # Without alt=sse: one JSON array, written element by element, as Google streams it.
+    pieces = [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:]), b"\n]"]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\ntransfer-encoding: chunked\r\n\r\n"
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+GEMINI_NO_KEY = _gemini_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
+_GEMINI_CACHE: dict[tuple[str, bytes, bool], bytes] = {}
+_GEMINI_BY_REQUEST: dict[tuple[bytes, bytes], bytes] = {}  # (URL, body) -> reply; only successful replies
+
+
+def _gemini_invalid(request: dict[str, object]) -> str:
+    """What the real API would refuse in a GenerateContentRequest's shape; empty when it is fine."""
+    for name in request:
+        if name not in GEMINI_REQUEST_FIELDS:
+            return f'Invalid JSON payload received. Unknown name "{name[:MAX_MODEL_NAME]}": Cannot find field.'
+    contents = request.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for content in contents:
+        if not isinstance(content, dict) or content.get("role", "user") not in ("user", "model"):
+            return "Please use a valid role: user, model."
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts or not all(isinstance(part, dict) and part for part in parts):
+            return "* GenerateContentRequest.contents.parts: contents.parts must not be empty."
+    return ""
+
+
+def _gemini_call(target: bytes) -> tuple[str, bytes, bool] | None:
+    """(model, action, alt=sse) from `/{version}/models/{model}:{action}?...`; None for another path."""
+    path, _, query = target.partition(b"?")
+    prefix = next((p for p in GEMINI_VERSIONS if path.startswith(p)), None)
+    if prefix is None:
+        return None
+    model, _, action = path[len(prefix) :].rpartition(b":")
+    if not model or len(model) > MAX_MODEL_NAME or b"/" in model or action not in GEMINI_ACTIONS:
+        return None
+    return model.decode(errors="replace"), action, b"alt=sse" in query.split(b"&")
+
+
+def _has_query_key(target: bytes) -> bool:
+    query = target.partition(b"?")[2]
+    return any(item.startswith(b"key=") and len(item) > 4 for item in query.split(b"&"))
+
+
+def gemini_response(target: bytes, head: bytes, body: bytes) -> bytes:
+    """The key checked (header or query), then a canned reply per (model, action, SSE or not)."""
+    call = _gemini_call(target)
+    if call is None:
+        return _gemini_error(
+            404, "NOT_FOUND", f"the path {target[:MAX_MODEL_NAME].decode(errors='replace')} is unknown"
+        )
+    if not _header_value(head, b"x-goog-api-key:") and not _has_query_key(target):
+        return GEMINI_NO_KEY
+    if (known := _GEMINI_BY_REQUEST.get((target, body))) is not None:
+        return known
+    request = _parse_json_object(body)
+    if request is None:
+        return _gemini_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Expected an object.")
+    if problem := _gemini_invalid(request):
+        return _gemini_error(400, "INVALID_ARGUMENT", problem)
+    reply = _GEMINI_CACHE.get(call)
+    if reply is None:
+        reply = _gemini_reply(*call)
+        if len(_GEMINI_CACHE) < MAX_CACHED_MODELS:
+            _GEMINI_CACHE[call] = reply
+    if len(body) <= MAX_CACHED_BODY_BYTES and len(_GEMINI_BY_REQUEST) < MAX_CACHED_BODIES:
+        _GEMINI_BY_REQUEST[(target, body)] = reply
+    return reply
+
+
 ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
     b"/v1/chat/completions": chat_response,
     b"/chat/completions": chat_response,
@@ -303,6 +449,8 @@ def respond(method: bytes, target: bytes, head: bytes, body: bytes) -> bytes:
         return handler(body)
     if method == b"POST" and (with_headers := ROUTES_WITH_HEADERS.get(path)) is not None:
         return with_headers(head, body)
+    if method == b"POST" and path.startswith(GEMINI_VERSIONS):
+        return gemini_response(target, head, body)
     return NOT_FOUND
 
 
@@ -404,7 +552,9 @@ async def serve(port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Fast fake OpenAI and Anthropic upstream on 127.0.0.1 for benchmarks.")
+    parser = argparse.ArgumentParser(
+        description="Fast fake OpenAI, Anthropic and Gemini upstream on 127.0.0.1 for benchmarks."
+    )
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     _install_uvloop()

@@ -1,9 +1,12 @@
 """The loads the benchmark applies, and the two clients that apply them: wrk and a raw-socket TTFB client.
 
-Each load belongs to one route, which decides the headers a target gets and whether it can serve the load:
-`openai` (OpenAI format, gpt-4o), `claude-chat` (OpenAI format to /v1/chat/completions with a Claude model: the
-gateway translates to Anthropic's Messages API and back) and `messages` (Anthropic format to /v1/messages with a
-Claude model: the gateway relays to an Anthropic upstream).
+Each load belongs to one route, which decides the headers a target gets (and, for some targets, a prefix of the
+path) and whether it can serve the load: `openai` (OpenAI format, gpt-4o), `claude-chat` (OpenAI format to
+/v1/chat/completions with a Claude model: the gateway translates to Anthropic's Messages API and back),
+`messages` (Anthropic format to /v1/messages with a Claude model: the gateway relays to an Anthropic upstream),
+`gemini-chat` (OpenAI format with a Gemini model: translated to Gemini's generateContent and back) and
+`generate` (Gemini format to /v1beta/models/{model}:generateContent, as google-genai sends it: relayed to a
+Gemini upstream).
 
 wrk generates throughput loads from one core with almost no overhead of its own. It cannot see when the first
 chunk of a streamed response arrives, so time-to-first-chunk is measured by a small asyncio client that sends
@@ -30,17 +33,27 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 TTFB_MAX_REQUESTS = 2000
 OPENAI_STREAM_END = "[DONE]"  # an OpenAI-format 2xx stream that does not end with this was cut short
 ANTHROPIC_STREAM_END = "message_stop"  # the same for an Anthropic-format stream
+# A Gemini stream has no closing event: it is complete when its last event carries a finish reason.
+GEMINI_STREAM_END = '"finishReason"'
 STREAM_TAIL_BYTES = 256  # "ends with": the marker must be in the stream's last bytes, the last event
+LAST_EVENT_WINDOW_BYTES = 1024  # where the last event's `data:` is looked for first (then in the whole body)
 ANTHROPIC_VERSION = "2023-06-01"
 OPENAI_ROUTE, CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE = "openai", "claude-chat", "messages"
+GEMINI_CHAT_ROUTE, GENERATE_ROUTE = "gemini-chat", "generate"
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
 MESSAGES_PATH = "/v1/messages"
 CLAUDE_MODEL = "claude-sonnet-4-5"
-PROMPT = [{"role": "user", "content": "Say hello to the benchmark."}]
+GEMINI_MODEL = "gemini-2.0-flash"
+GENERATE_PATH = f"/v1beta/models/{GEMINI_MODEL}:generateContent"
+STREAM_GENERATE_PATH = f"/v1beta/models/{GEMINI_MODEL}:streamGenerateContent?alt=sse"  # google-genai's stream
+PROMPT_TEXT = "Say hello to the benchmark."
+PROMPT = [{"role": "user", "content": PROMPT_TEXT}]
 CHAT_BODY = {"model": "gpt-4o", "messages": PROMPT, "max_tokens": 64}
 CLAUDE_CHAT_BODY = {**CHAT_BODY, "model": CLAUDE_MODEL}
+GEMINI_CHAT_BODY = {**CHAT_BODY, "model": GEMINI_MODEL}
 MESSAGES_BODY = {"model": CLAUDE_MODEL, "max_tokens": 64, "messages": PROMPT}  # what the anthropic SDK sends
+GENERATE_BODY = {"contents": [{"role": "user", "parts": [{"text": PROMPT_TEXT}]}]}  # what google-genai sends
 EMBEDDINGS_BODY = {"model": "text-embedding-3-small", "input": "The quick brown fox jumps over the lazy dog"}
 _WRK_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
 
@@ -53,9 +66,13 @@ class Endpoint:
     headers: dict[str, str]  # for the `openai` route, and for any route without its own entry below
     route_headers: dict[str, dict[str, str]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # route -> why this target cannot serve it
+    route_prefixes: dict[str, str] = field(default_factory=dict)  # route -> where the target serves it, e.g. /gemini
 
     def headers_for(self, load: Load) -> dict[str, str]:
         return self.route_headers.get(load.route, self.headers)
+
+    def path_for(self, load: Load) -> str:
+        return self.route_prefixes.get(load.route, "") + load.path
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,14 @@ class Load:
     @property
     def stream_end(self) -> str:
         """What a complete stream of this load ends with, by the format the client speaks."""
-        return ANTHROPIC_STREAM_END if self.route == MESSAGES_ROUTE else OPENAI_STREAM_END
+        return {MESSAGES_ROUTE: ANTHROPIC_STREAM_END, GENERATE_ROUTE: GEMINI_STREAM_END}.get(
+            self.route, OPENAI_STREAM_END
+        )
+
+    @property
+    def end_in_last_event(self) -> bool:
+        """Whether `stream_end` is looked for in the last `data:` event (Gemini) rather than in the last bytes."""
+        return self.route == GENERATE_ROUTE
 
 
 def _json(value: object) -> bytes:
@@ -95,6 +119,20 @@ def _claude_load(name: str, route: str, connections: int, stream: bool) -> Load:
     return Load(name, title, path, _json(body), connections, "req/s", route=route)
 
 
+def _gemini_load(name: str, route: str, connections: int, stream: bool) -> Load:
+    """A load on Gemini: the `gemini-chat` route sends OpenAI's format (translated), `generate` Gemini's."""
+    native = route == GENERATE_ROUTE
+    if native:  # streaming is in the URL, not the body
+        path, body = (STREAM_GENERATE_PATH if stream else GENERATE_PATH), _json(GENERATE_BODY)
+    else:
+        path, body = CHAT_PATH, (_streaming if stream else _json)(GEMINI_CHAT_BODY)
+    title = f"{'Gemini' if native else 'OpenAI'} format to Gemini{', streaming' if stream else ''}"
+    title += f", {connections} connection{'s' if connections > 1 else ''}"
+    if stream:
+        return Load(name, title, path, body, connections, "streams/s", streaming=True, route=route)
+    return Load(name, title, path, body, connections, "req/s", route=route)
+
+
 STREAM_BODY = _streaming(CHAT_BODY)
 LOADS = (
     Load("chat-32c", "chat, non-streaming, 32 connections", CHAT_PATH, _json(CHAT_BODY), 32, "req/s"),
@@ -108,6 +146,12 @@ LOADS = (
     _claude_load("messages-32c", MESSAGES_ROUTE, 32, stream=False),
     _claude_load("messages-1c", MESSAGES_ROUTE, 1, stream=False),
     _claude_load("messages-stream-32c", MESSAGES_ROUTE, 32, stream=True),
+    _gemini_load("gemini-chat-32c", GEMINI_CHAT_ROUTE, 32, stream=False),
+    _gemini_load("gemini-chat-1c", GEMINI_CHAT_ROUTE, 1, stream=False),
+    _gemini_load("gemini-stream-32c", GEMINI_CHAT_ROUTE, 32, stream=True),
+    _gemini_load("generate-32c", GENERATE_ROUTE, 32, stream=False),
+    _gemini_load("generate-1c", GENERATE_ROUTE, 1, stream=False),
+    _gemini_load("generate-stream-32c", GENERATE_ROUTE, 32, stream=True),
 )
 LOADS_BY_NAME = {load.name: load for load in LOADS}
 
@@ -132,13 +176,14 @@ class LoadResult:
 
 def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) -> LoadResult:
     """One wrk run with one thread, so that it fits the single core it is pinned to."""
-    url = f"http://127.0.0.1:{endpoint.port}{load.path}"
+    url = f"http://127.0.0.1:{endpoint.port}{endpoint.path_for(load)}"
     argv = ["wrk", "-t1", f"-c{load.connections}", f"-d{max(1, round(duration))}s", "--timeout", WRK_TIMEOUT]
     env = {
         "BENCH_BODY": load.body.decode(),
         "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in endpoint.headers_for(load).items()),
         "BENCH_EXPECT": load.stream_end if load.streaming else "",
-        "BENCH_EXPECT_TAIL": str(STREAM_TAIL_BYTES),
+        "BENCH_EXPECT_TAIL": str(LAST_EVENT_WINDOW_BYTES if load.end_in_last_event else STREAM_TAIL_BYTES),
+        "BENCH_EXPECT_IN": "last-event" if load.end_in_last_event else "tail",
     }
     completed = subprocess.run(
         pinned([*argv, "-s", str(LUA_SCRIPT), url], cpu),
@@ -182,7 +227,9 @@ def build_request(endpoint: Endpoint, load: Load) -> bytes:
         "Content-Length": str(len(load.body)),
         **endpoint.headers_for(load),
     }
-    head = f"POST {load.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    head = (
+        f"POST {endpoint.path_for(load)} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    )
     return head.encode() + load.body
 
 
@@ -233,7 +280,11 @@ def probe(endpoint: Endpoint, load: Load) -> Reply:
 
 
 def stream_complete(body: bytes, load: Load) -> bool:
-    """A stream is complete when it ends with its format's last event: `[DONE]` (OpenAI), `message_stop`."""
+    """A stream is complete when it ends with its format's last event: `[DONE]` (OpenAI), `message_stop`
+    (Anthropic), or, for Gemini, which has no closing event, when its last event carries a finishReason."""
+    if load.end_in_last_event:
+        last = body.rfind(b"data:")
+        return last >= 0 and load.stream_end.encode() in body[last:]
     return load.stream_end.encode() in body[-STREAM_TAIL_BYTES:]
 
 
@@ -242,7 +293,8 @@ def describe_reply(reply: Reply, load: Load) -> str:
     if not 200 <= reply.status < 300:
         return f"HTTP {reply.status}: {reply.body[:120].decode(errors='replace')}"
     if load.streaming and not stream_complete(reply.body, load):
-        return f"stream did not end with {load.stream_end}: ...{reply.body[-120:].decode(errors='replace')}"
+        where = "its last event did not carry" if load.end_in_last_event else "did not end with"
+        return f"stream {where} {load.stream_end}: ...{reply.body[-120:].decode(errors='replace')}"
     return ""
 
 

@@ -1,8 +1,11 @@
 -- wrk script used by bench/run.py: POST a JSON body and print a machine-readable summary.
 -- BENCH_BODY is the body; BENCH_HEADERS holds extra headers as "Name: value" lines.
--- BENCH_EXPECT, when set, is text every 2xx body must end with (streams: "[DONE]" or "message_stop"): it must be
--- in the body's last BENCH_EXPECT_TAIL bytes (its last event); bodies without it are counted as incomplete. Only
--- then is a response() callback defined, since it makes wrk hand every body to Lua.
+-- BENCH_EXPECT, when set, is what every 2xx body's last event must hold; bodies without it are counted as
+-- incomplete. With BENCH_EXPECT_IN=tail (streams: "[DONE]" or "message_stop") it must be in the body's last
+-- BENCH_EXPECT_TAIL bytes; with BENCH_EXPECT_IN=last-event (Gemini: "finishReason", since a Gemini stream has no
+-- closing event) it must follow the body's last "data:", which is looked for in the last BENCH_EXPECT_TAIL bytes
+-- first, then in the whole body. Only then is a response() callback defined, since it makes wrk hand every body
+-- to Lua.
 
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY") or "{}"
@@ -19,12 +22,33 @@ setup = function(thread)
   table.insert(threads, thread)
 end
 
+-- Where the last "data:" at or after `from` starts, or nil.
+local function last_data(body, from)
+  local last, position = nil, from
+  while true do
+    local found = body:find("data:", position, true)
+    if not found then
+      return last
+    end
+    last, position = found, found + 5
+  end
+end
+
 local expect = os.getenv("BENCH_EXPECT") or ""
 local tail = tonumber(os.getenv("BENCH_EXPECT_TAIL") or "") or 256
+local in_last_event = os.getenv("BENCH_EXPECT_IN") == "last-event"
 if expect ~= "" then
   incomplete = 0
   response = function(status, headers, body)
-    if status >= 200 and status < 300 and not body:find(expect, math.max(1, #body - tail + 1), true) then
+    if status < 200 or status >= 300 then
+      return
+    end
+    local from = math.max(1, #body - tail + 1)
+    local start = from
+    if in_last_event then
+      start = last_data(body, from) or (from > 1 and last_data(body, 1))
+    end
+    if not start or not body:find(expect, start, true) then
       incomplete = incomplete + 1
     end
   end

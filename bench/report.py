@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loads import LOADS, OPENAI_ROUTE, LoadResult
+from loads import (
+    CLAUDE_CHAT_ROUTE,
+    GEMINI_CHAT_ROUTE,
+    GENERATE_ROUTE,
+    LOADS,
+    MESSAGES_ROUTE,
+    OPENAI_ROUTE,
+    LoadResult,
+)
+
+CLAUDE_ROUTES = frozenset({CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE})
+GEMINI_ROUTES = frozenset({GEMINI_CHAT_ROUTE, GENERATE_ROUTE})
 
 
 @dataclass(frozen=True)
@@ -136,18 +147,21 @@ def summary_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
-def claude_table(results: Results) -> list[str]:
-    """The loads on Claude: translated (OpenAI format in, Anthropic upstream) and passthrough (Anthropic both)."""
-    loads = [load.name for load in LOADS if load.route != OPENAI_ROUTE and load.name in results.loads]
+def _translated_passthrough_table(
+    results: Results, routes: frozenset[str], translated: tuple[str, str, str], passthrough: tuple[str, str, str]
+) -> list[str]:
+    """One provider's loads: translated (OpenAI format in) and passthrough (the provider's format both ways);
+    `translated` and `passthrough` name the loads: (32 connections, 1 connection, streaming)."""
+    loads = [load.name for load in LOADS if load.route in routes and load.name in results.loads]
     columns = [
-        ("translated req/s (32c)", "claude-chat-32c", "rate"),
-        ("translated added p50 ms (1c)", "claude-chat-1c", "added"),
-        ("translated streams/s (32c)", "claude-stream-32c", "rate"),
-        ("passthrough req/s (32c)", "messages-32c", "rate"),
-        ("passthrough added p50 ms (1c)", "messages-1c", "added"),
-        ("passthrough streams/s (32c)", "messages-stream-32c", "rate"),
-        ("CPU ms/req (translated 32c)", "claude-chat-32c", "cpu"),
-        ("CPU ms/req (passthrough 32c)", "messages-32c", "cpu"),
+        ("translated req/s (32c)", translated[0], "rate"),
+        ("translated added p50 ms (1c)", translated[1], "added"),
+        ("translated streams/s (32c)", translated[2], "rate"),
+        ("passthrough req/s (32c)", passthrough[0], "rate"),
+        ("passthrough added p50 ms (1c)", passthrough[1], "added"),
+        ("passthrough streams/s (32c)", passthrough[2], "rate"),
+        ("CPU ms/req (translated 32c)", translated[0], "cpu"),
+        ("CPU ms/req (passthrough 32c)", passthrough[0], "cpu"),
     ]
     header = ["target", *(title for title, _, _ in columns), "errors"]
     rows = []
@@ -158,6 +172,26 @@ def claude_table(results: Results) -> list[str]:
         cells = [_cell(results, target, load, pick) for _, load, pick in columns]
         rows.append([target, *cells, _errors_cell(results, target, loads)])
     return _table(header, rows)
+
+
+def claude_table(results: Results) -> list[str]:
+    """The loads on Claude: translated (OpenAI format in, Anthropic upstream) and passthrough (Anthropic both)."""
+    return _translated_passthrough_table(
+        results,
+        CLAUDE_ROUTES,
+        ("claude-chat-32c", "claude-chat-1c", "claude-stream-32c"),
+        ("messages-32c", "messages-1c", "messages-stream-32c"),
+    )
+
+
+def gemini_table(results: Results) -> list[str]:
+    """The loads on Gemini: translated (OpenAI format in, Gemini upstream) and passthrough (Gemini both)."""
+    return _translated_passthrough_table(
+        results,
+        GEMINI_ROUTES,
+        ("gemini-chat-32c", "gemini-chat-1c", "gemini-stream-32c"),
+        ("generate-32c", "generate-1c", "generate-stream-32c"),
+    )
 
 
 def _escape(note: str) -> str:
@@ -233,6 +267,14 @@ CLAUDE_INTRO = (
     "route (it answers both formats alike). Passthrough: Anthropic-format requests to /v1/messages, relayed to an "
     "Anthropic upstream; direct is the fake's /v1/messages."
 )
+GEMINI_INTRO = (
+    "Translated: OpenAI-format requests to /v1/chat/completions with gemini-2.0-flash, which the gateway turns "
+    "into Gemini generateContent requests and back; direct, and so the added latency's baseline, is the fake's "
+    "OpenAI chat route. Passthrough: Gemini-format requests (as google-genai sends them) to "
+    "/v1beta/models/gemini-2.0-flash:generateContent and :streamGenerateContent?alt=sse, relayed to a Gemini "
+    "upstream; direct is the fake's same route. A Gemini stream is complete when its last event carries a "
+    "finishReason (it has no closing event)."
+)
 
 
 def render(results: Results, command: str) -> str:
@@ -242,8 +284,10 @@ def render(results: Results, command: str) -> str:
     summaries = []
     if OPENAI_ROUTE in routes:
         summaries += ["## Summary: OpenAI format, gpt-4o", "", *summary_table(results), ""]
-    if routes - {OPENAI_ROUTE}:
+    if routes & CLAUDE_ROUTES:
         summaries += ["## Summary: Claude", "", CLAUDE_INTRO, "", *claude_table(results), ""]
+    if routes & GEMINI_ROUTES:
+        summaries += ["## Summary: Gemini", "", GEMINI_INTRO, "", *gemini_table(results), ""]
     lines = [
         "# llmrelay benchmark results",
         "",

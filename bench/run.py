@@ -6,6 +6,7 @@ Usage, from the repository root with the project's venv:
     .venv/bin/python bench/run.py --quick --no-write     # CI-safe guard: direct + llmrelay-1w, 2 s, 1 round
     .venv/bin/python bench/run.py --duration 5 --rounds 1 --targets direct,llmrelay-1w,litellm
     .venv/bin/python bench/run.py --loads claude-chat-32c,claude-chat-1c,messages-32c
+    .venv/bin/python bench/run.py --loads gemini-chat-32c,generate-32c,generate-stream-32c
     .venv/bin/python bench/run.py --soak-requests 200000 # only the memory soak of llmrelay-1w, printed
 
 What it does: installs wrk with apt-get if it is missing, starts bench/fake_upstream.py, starts each target
@@ -43,8 +44,18 @@ from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrel
 
 TARGET_NAMES = ("direct", "llmrelay-1w", "llmrelay-2w", "litellm", "portkey")
 QUICK_TARGETS = ("direct", "llmrelay-1w")
-# The OpenAI loads, and one stream per Claude path: the translated one and the passthrough one.
-QUICK_LOADS = ("chat-32c", "chat-1c", "stream-32c", "ttfb-1c", "embed-32c", "claude-stream-32c", "messages-stream-32c")
+# The OpenAI loads, one stream per Claude path (the translated one and the passthrough one), and Gemini's
+# translated stream, which exercises the most of the Gemini codec (the request out, every event back).
+QUICK_LOADS = (
+    "chat-32c",
+    "chat-1c",
+    "stream-32c",
+    "ttfb-1c",
+    "embed-32c",
+    "claude-stream-32c",
+    "messages-stream-32c",
+    "gemini-stream-32c",
+)
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 WARMUP_SECONDS = 1.0
 SOAK_CHUNK_SECONDS = 5.0
@@ -77,7 +88,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="interleaved rounds; the best round is reported (default 2)")
     parser.add_argument("--loads", help="comma-separated subset of the loads (default: all; see bench/README.md)")
     parser.add_argument(
-        "--quick", action="store_true", help="direct + llmrelay-1w, 2 s per load, 1 round, 7 of the loads"
+        "--quick",
+        action="store_true",
+        help=f"direct + llmrelay-1w, 2 s per load, 1 round, {len(QUICK_LOADS)} of the loads",
     )
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS_PATH.name}")
     parser.add_argument("--soak-requests", type=int, help="instead: this many chat requests through llmrelay-1w")

@@ -1,9 +1,11 @@
 """The gateways under test: how each is installed (third-party ones into bench/.work/), configured and started.
 
-Every target routes `gpt-4o` (and `text-embedding-3-small`) to the fake upstream's OpenAI routes and
-`claude-sonnet-4-5` to its Anthropic route (`/v1/messages`), and listens on 127.0.0.1 only. A target that cannot
-be installed or started raises Unavailable with the reason, and the run goes on; a route of the loads (see
-loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the reason.
+Every target routes `gpt-4o` (and `text-embedding-3-small`) to the fake upstream's OpenAI routes,
+`claude-sonnet-4-5` to its Anthropic route (`/v1/messages`) and `gemini-2.0-flash` to its Gemini routes
+(`/v1beta/models/gemini-2.0-flash:generateContent` and `:streamGenerateContent`), and listens on 127.0.0.1
+only. A target that cannot be installed or started raises Unavailable with the reason, and the run goes on; a
+route of the loads (see loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the
+reason.
 """
 
 from __future__ import annotations
@@ -20,7 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loads import ANTHROPIC_VERSION, CLAUDE_CHAT_ROUTE, CLAUDE_MODEL, LOADS, MESSAGES_ROUTE, Endpoint, probe
+from loads import (
+    ANTHROPIC_VERSION,
+    CLAUDE_CHAT_ROUTE,
+    CLAUDE_MODEL,
+    GEMINI_CHAT_ROUTE,
+    GEMINI_MODEL,
+    GENERATE_ROUTE,
+    LOADS,
+    MESSAGES_ROUTE,
+    Endpoint,
+    probe,
+)
 from procs import Launched, ProcessGroup, pinned
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -110,19 +123,24 @@ def anthropic_headers(key: str) -> dict[str, str]:
     return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
 
 
+def gemini_headers(key: str) -> dict[str, str]:
+    """What the google-genai SDK sends for Google AI Studio: its key in x-goog-api-key."""
+    return {"x-goog-api-key": key}
+
+
 def start_upstream(group: ProcessGroup, cpu: int | None) -> Target:
     """The fake upstream, which is also the `direct` target: the most any gateway in front of it could do.
 
-    As `direct`, the `messages` loads go to its /v1/messages; the `claude-chat` loads (OpenAI format, Claude
-    model) go to its OpenAI chat route, which answers them as it answers gpt-4o: the baseline a translated
-    request is compared against, since a translating gateway turns one OpenAI request into one Anthropic one.
+    As `direct`, the `messages` loads go to its /v1/messages and the `generate` loads to its Gemini routes; the
+    `claude-chat` and `gemini-chat` loads (OpenAI format, Claude or Gemini model) go to its OpenAI chat route,
+    which answers them as it answers gpt-4o: the baseline a translated request is compared against, since a
+    translating gateway turns one OpenAI request into one Anthropic or Gemini one.
     """
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "fake_upstream.py"), "--port", str(port)]
     launched = group.start("fake-upstream", pinned(argv, cpu))
-    endpoint = Endpoint(
-        port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY)}
-    )
+    routes = {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY), GENERATE_ROUTE: gemini_headers(UPSTREAM_KEY)}
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, routes)
     wait_ready(launched, endpoint)
     return Target("direct", endpoint, launched, "bench/fake_upstream.py")
 
@@ -162,6 +180,11 @@ def start_llmrelay(setup: Setup, workers: int) -> Target:
         f"    base_url: http://127.0.0.1:{setup.upstream_port}\n"
         f"    api_key: {UPSTREAM_KEY}\n"
         f"    models: [{CLAUDE_MODEL}]\n"
+        "  - name: fake-gemini\n"
+        "    type: gemini\n"
+        f"    base_url: http://127.0.0.1:{setup.upstream_port}\n"
+        f"    api_key: {UPSTREAM_KEY}\n"
+        f"    models: [{GEMINI_MODEL}]\n"
         "prices:\n"
         '  text-embedding-3-small: {input: "0.02", output: "0"}\n'
     )
@@ -172,7 +195,8 @@ def start_llmrelay(setup: Setup, workers: int) -> Target:
     port = free_port()
     serve = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     launched = setup.group.start(f"llmrelay-{workers}w", pinned(serve, setup.gateway_cpu), env=env)
-    endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"}, {MESSAGES_ROUTE: anthropic_headers(key)})
+    routes = {MESSAGES_ROUTE: anthropic_headers(key), GENERATE_ROUTE: gemini_headers(key)}
+    endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"}, routes)
     wait_ready(launched, endpoint)
     return Target(f"llmrelay-{workers}w", endpoint, launched, _llmrelay_version(python))
 
@@ -198,6 +222,12 @@ def start_litellm(setup: Setup) -> Target:
     The Claude model is LiteLLM's own `anthropic/` provider, which translates OpenAI-format requests itself;
     its api_base is the fake without /v1, as for the anthropic SDK (LiteLLM appends /v1/messages). The same
     model serves LiteLLM's Anthropic-format `/v1/messages` endpoint, whose key goes in x-api-key.
+
+    The Gemini model is LiteLLM's own `gemini/` provider (Google AI Studio), which translates OpenAI-format
+    requests itself; with an api_base it calls `{api_base}/models/{model}:generateContent` (and
+    `:streamGenerateContent?alt=sse`), so its api_base is the fake's /v1beta. Gemini-format requests go to
+    LiteLLM's Google AI Studio pass-through, `/gemini/{path}`, with the master key in x-goog-api-key: it relays
+    them to GEMINI_API_BASE (the fake's root) with the key of the Gemini model (`use_in_pass_through`) as `?key=`.
     """
     executable = ensure_litellm()
     work = WORK_DIR / "litellm"
@@ -205,6 +235,11 @@ def start_litellm(setup: Setup) -> Target:
     master_key = f"sk-bench-{secrets.token_hex(24)}"
     upstream = {"api_base": f"http://127.0.0.1:{setup.upstream_port}/v1", "api_key": UPSTREAM_KEY}
     claude = {"api_base": f"http://127.0.0.1:{setup.upstream_port}", "api_key": UPSTREAM_KEY}
+    gemini = {
+        "api_base": f"http://127.0.0.1:{setup.upstream_port}/v1beta",
+        "api_key": UPSTREAM_KEY,
+        "use_in_pass_through": True,  # its key is the one the /gemini pass-through sends
+    }
     config = {
         "model_list": [
             *(
@@ -212,6 +247,7 @@ def start_litellm(setup: Setup) -> Target:
                 for name in ("gpt-4o", "text-embedding-3-small")
             ),
             {"model_name": CLAUDE_MODEL, "litellm_params": {"model": f"anthropic/{CLAUDE_MODEL}", **claude}},
+            {"model_name": GEMINI_MODEL, "litellm_params": {"model": f"gemini/{GEMINI_MODEL}", **gemini}},
         ],
         "litellm_settings": {"telemetry": False},
         "general_settings": {"master_key": master_key},
@@ -220,10 +256,15 @@ def start_litellm(setup: Setup) -> Target:
     config_path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
     port = free_port()
     argv = [str(executable), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING"}  # WARNING: no per-request access log
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "WARNING",  # no per-request access log
+        "GEMINI_API_BASE": f"http://127.0.0.1:{setup.upstream_port}",  # where its /gemini pass-through goes
+    }
     launched = setup.group.start("litellm", pinned([*argv, "--num_workers", "1"], setup.gateway_cpu), env=env, cwd=work)
+    routes = {MESSAGES_ROUTE: anthropic_headers(master_key), GENERATE_ROUTE: gemini_headers(master_key)}
     endpoint = Endpoint(
-        port, {"Authorization": f"Bearer {master_key}"}, {MESSAGES_ROUTE: anthropic_headers(master_key)}
+        port, {"Authorization": f"Bearer {master_key}"}, routes, route_prefixes={GENERATE_ROUTE: "/gemini"}
     )
     wait_ready(launched, endpoint)
     return Target("litellm", endpoint, launched, LITELLM_SPEC)
@@ -278,11 +319,14 @@ def start_portkey(setup: Setup) -> Target:
     custom_host = {"x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}/v1"}
     headers = {"Authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai", **custom_host}
     anthropic = {"x-portkey-provider": "anthropic", **custom_host}
+    google = {"x-portkey-provider": "google", "x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}"}
     routes = {
         CLAUDE_CHAT_ROUTE: {"Authorization": f"Bearer {UPSTREAM_KEY}", **anthropic},
         MESSAGES_ROUTE: {**anthropic_headers(UPSTREAM_KEY), **anthropic},
+        GEMINI_CHAT_ROUTE: {"Authorization": f"Bearer {UPSTREAM_KEY}", **google},
+        GENERATE_ROUTE: {**gemini_headers(UPSTREAM_KEY), **google},
     }
-    endpoint = Endpoint(port, headers, routes)
+    endpoint = Endpoint(port, headers, routes, route_prefixes={GENERATE_ROUTE: "/v1"})
     wait_ready(launched, endpoint)
     return Target("portkey", endpoint, launched, f"@portkey-ai/gateway@{PORTKEY_VERSION}")
 

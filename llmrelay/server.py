@@ -38,24 +38,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
         self._refused = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > MAX_HEADERS:
-            self._refused = True
-            return
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        # Counted once here rather than per header (a Python call per header is hot-path cost); the head's
+        # byte cap already bounds how many headers can have been collected.
         self._in_head = False
+        if len(self.headers) > MAX_HEADERS:
+            self._refused = True
         if self._refused:
             return  # the application never sees a refused request
         super().on_headers_complete()

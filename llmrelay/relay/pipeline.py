@@ -48,6 +48,7 @@ from llmrelay.store.usage import UsageRecord
 from llmrelay.surfaces.http import HttpRequest
 
 log = logging.getLogger("llmrelay.relay")
+NON_STREAM_WATCH_DELAY = 0.05  # seconds an upstream call runs before its client's departure is watched for
 
 
 @dataclass(slots=True)
@@ -279,7 +280,7 @@ class Relay:
         # A client that goes away while the upstream works cancels the upstream call (like a stream's client).
         task = asyncio.current_task()
         assert task is not None
-        watcher = DisconnectWatch(http, task.cancel)
+        watcher = DisconnectWatch(http, task.cancel, delay=NON_STREAM_WATCH_DELAY)
         try:
             body, content_type = await self._fetch_body(http, route.channel, upstream)
         except asyncio.CancelledError:
@@ -430,28 +431,45 @@ class Relay:
 
 class DisconnectWatch:
     """Waits for the client to go away while the upstream works, and then calls `on_gone`: closing the
-    upstream response (a stream: which ends the relay loop reading from it) or cancelling the upstream call."""
+    upstream response (a stream: which ends the relay loop reading from it) or cancelling the upstream call.
 
-    __slots__ = ("_stopped", "_waiter", "gone")
+    With a `delay`, watching starts only once the upstream has taken that long: a watcher is a task, and
+    most non-stream replies come back before a client could usefully be noticed leaving (the delay bounds
+    how late a departure is acted on)."""
 
-    def __init__(self, http: HttpRequest, on_gone: Callable[[], object]) -> None:
+    __slots__ = ("_http", "_on_gone", "_stopped", "_timer", "_waiter", "gone")
+
+    def __init__(self, http: HttpRequest, on_gone: Callable[[], object], delay: float = 0.0) -> None:
         self.gone = False
         self._stopped = False
+        self._http = http
+        self._on_gone = on_gone
+        self._waiter: asyncio.Future[dict[str, object]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if delay > 0:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._watch)
+        else:
+            self._watch()
 
-        def on_receive(waiter: asyncio.Future[dict[str, object]]) -> None:
-            if self._stopped or waiter.cancelled() or waiter.exception() is not None:
-                return
-            if waiter.result().get("type") == "http.disconnect":
-                self.gone = True
-                on_gone()
+    def _watch(self) -> None:
+        self._timer = None
+        self._waiter = asyncio.ensure_future(self._http.receive())
+        self._waiter.add_done_callback(self._on_receive)
 
-        self._waiter = asyncio.ensure_future(http.receive())
-        self._waiter.add_done_callback(on_receive)
+    def _on_receive(self, waiter: asyncio.Future[dict[str, object]]) -> None:
+        if self._stopped or waiter.cancelled() or waiter.exception() is not None:
+            return
+        if waiter.result().get("type") == "http.disconnect":
+            self.gone = True
+            self._on_gone()
 
     def stop(self) -> None:
         """No more watching: a disconnect seen from now on is not acted on."""
         self._stopped = True
-        self._waiter.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._waiter is not None:
+            self._waiter.cancel()
 
 
 def cancellation(http: HttpRequest) -> RelayError:
