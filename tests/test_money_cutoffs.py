@@ -24,6 +24,7 @@ from llmrelay.store.schema import api_keys, usage_records
 from tests.conftest import Gateway, make_gateway, wait_until
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.test_billing import key_row, record_for
+from tests.test_resilience import load
 
 GPT_4O_IN, GPT_4O_OUT = 2500, 10_000  # nano-dollars per token
 O200K = bpe_openai.get_encoding("o200k_base")
@@ -204,42 +205,14 @@ def test_a_client_that_gives_up_cancels_the_upstream_call_and_pays_the_prompt(
 # ----------------------------------------------------------------------- 5. a double Ctrl-C under load
 
 
-def _slow_load(gw: Gateway, key: str, stop: threading.Event, done_ids: list[str], start: float) -> None:
-    """Sequential requests that each take the upstream 0.5 s, so that many are still finishing while the
-    gateway waits for them at shutdown (their records are queued when the second Ctrl-C comes); workers start
-    `start` seconds apart, so that their requests finish at different times."""
-    time.sleep(start)
-    bodies = [
-        b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"#fake:sleep=0.5 load"}]}',
-        b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"#fake:sleep=0.5 load s"}]}',
-    ]
-    index = 0
-    while not stop.is_set():
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-            connection.request(
-                "POST",
-                "/v1/chat/completions",
-                body=bodies[index % 2],
-                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            body = response.read()
-            connection.close()
-        except OSError:
-            time.sleep(0.02)
-            continue
-        index += 1
-        if response.status == 200 and (body.endswith(b"[DONE]\n\n") or body.startswith(b"{")):
-            done_ids.append(response.getheader("x-request-id"))
-
-
 def test_a_double_ctrl_c_under_load_loses_no_usage_record(tmp_path: Path, upstream: FakeOpenAI) -> None:
     gw = make_gateway(tmp_path, upstream).start()
     key = gw.create_key("double-sigint", quota_usd="100")
     stop = threading.Event()
     done_ids: list[str] = []
-    workers = [threading.Thread(target=_slow_load, args=(gw, key, stop, done_ids, i * 0.04)) for i in range(12)]
+    # Requests that take the upstream 0.5 s, so that many are still finishing while the gateway waits for them
+    # at shutdown (their records are queued when the second Ctrl-C comes).
+    workers = [threading.Thread(target=load, args=(gw, key, stop, done_ids, [], 0.5, i * 0.04)) for i in range(12)]
     for worker in workers:
         worker.start()
     time.sleep(1.5)

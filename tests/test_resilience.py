@@ -47,11 +47,23 @@ def test_client_disconnect_cancels_upstream_and_bills_what_was_produced(gateway:
     assert record["cost_nano"] > 0
 
 
-def _load(gw: Gateway, key: str, stop: threading.Event, done_ids: list[str], errors: list[str]) -> None:
-    """Sequential requests on one keep-alive connection until told to stop or the gateway goes away."""
+def load(
+    gw: Gateway,
+    key: str,
+    stop: threading.Event,
+    done_ids: list[str],
+    errors: list[str],
+    upstream_seconds: float = 0.05,
+    start: float = 0.0,
+) -> None:
+    """Sequential requests (non-stream and stream in turn), each taking the upstream `upstream_seconds`, until
+    told to stop or the gateway goes away; the ids of completed replies go to `done_ids`. Workers started
+    `start` seconds apart finish their requests at different times."""
+    time.sleep(start)
     bodies = [
-        b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"#fake:sleep=0.05 load"}]}',
-        b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"#fake:sleep=0.05 load s"}]}',
+        b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"#fake:sleep=%g load"}]}' % upstream_seconds,
+        b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"#fake:sleep=%g load s"}]}'
+        % upstream_seconds,
     ]
     index = 0
     while not stop.is_set():
@@ -81,7 +93,7 @@ def test_sigterm_under_load_loses_no_usage_record(tmp_path: Path, upstream: Fake
     stop = threading.Event()
     done_ids: list[str] = []
     errors: list[str] = []
-    workers = [threading.Thread(target=_load, args=(gw, key, stop, done_ids, errors)) for _ in range(8)]
+    workers = [threading.Thread(target=load, args=(gw, key, stop, done_ids, errors)) for _ in range(8)]
     for worker in workers:
         worker.start()
     time.sleep(1.5)
