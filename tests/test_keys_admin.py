@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import openai
 import pytest
@@ -165,3 +167,14 @@ def test_models_list_and_retrieve_follow_the_key(gateway: Gateway) -> None:
     assert {m.id for m in limited.models.list()} == {"gpt-4o", "gpt-4o-mini", "gpt-4o-all"}
     with pytest.raises(openai.NotFoundError):
         limited.models.retrieve("gpt-3.5-turbo")
+
+
+def test_a_closed_output_pipe_is_not_a_traceback(gateway: Gateway) -> None:
+    # `llmrelay usage | head -1`: the reader leaves early; the command ends quietly.
+    command = [sys.executable, "-m", "llmrelay", "--config", str(gateway.config_path), "keys", "list"]
+    producer = subprocess.Popen(command, env=gateway.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert producer.stdout is not None
+    producer.stdout.close()  # nobody reads
+    _, stderr = producer.communicate(timeout=60)
+    assert b"Traceback" not in stderr
+    assert producer.returncode == 0
