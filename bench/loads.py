@@ -218,6 +218,7 @@ class Reply:
     body: bytes
     first_data_seconds: float | None  # from sending the request until the first chunk carrying `data:` was in
     keep_alive: bool
+    headers: dict[str, str] = field(default_factory=dict)  # names and values lowercased
 
 
 def build_request(endpoint: Endpoint, load: Load) -> bytes:
@@ -263,7 +264,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     else:
         body, keep_alive = await reader.read(), False
         first = time.perf_counter() - started if b"data:" in body else None
-    return Reply(status, body, first, keep_alive)
+    return Reply(status, body, first, keep_alive, headers)
 
 
 async def _exchange_once(endpoint: Endpoint, load: Load) -> Reply:
@@ -288,13 +289,16 @@ def stream_complete(body: bytes, load: Load) -> bool:
     return load.stream_end.encode() in body[-STREAM_TAIL_BYTES:]
 
 
-def describe_reply(reply: Reply, load: Load) -> str:
-    """Empty when the reply is a proper success for the load, else a short reason to show next to the figures."""
+def describe_reply(reply: Reply, load: Load, expect_headers: tuple[str, ...] = ()) -> str:
+    """Empty when the reply is a proper success for the load, else a short reason to show next to the figures;
+    a success must also carry each of `expect_headers` (lowercase names)."""
     if not 200 <= reply.status < 300:
         return f"HTTP {reply.status}: {reply.body[:120].decode(errors='replace')}"
     if load.streaming and not stream_complete(reply.body, load):
         where = "its last event did not carry" if load.end_in_last_event else "did not end with"
         return f"stream {where} {load.stream_end}: ...{reply.body[-120:].decode(errors='replace')}"
+    if missing := [name for name in expect_headers if name not in reply.headers]:
+        return f"no {', '.join(missing)} header{'s' if len(missing) > 1 else ''}"
     return ""
 
 

@@ -28,6 +28,10 @@ from loads import (
 
 CLAUDE_ROUTES = frozenset({CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE})
 GEMINI_ROUTES = frozenset({GEMINI_CHAT_ROUTE, GENERATE_ROUTE})
+# The routing comparison: the same llmrelay, one channel per model and a key without limits, against three
+# channels per model and a key with limits (see targets.py); their rates may differ by 5% at most.
+ROUTING_BASELINE, ROUTING_TARGET = "llmrelay-1w", "llmrelay-routed-1w"
+ROUTING_BUDGET_PERCENT = 5.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Results:
     runs: dict[tuple[str, str], list[Measured]] = field(default_factory=dict)
     notes: dict[tuple[str, str], str] = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    skipped: set[tuple[str, str]] = field(default_factory=set)  # (target, load) left out by choice (--quick)
 
     def add(self, target: str, load: str, measured: Measured) -> None:
         self.runs.setdefault((target, load), []).append(measured)
@@ -91,6 +96,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _cell(results: Results, target: str, load: str, pick: str) -> str:
     best = results.best(target, load)
     if best is None:
+        if (target, load) in results.skipped:
+            return "-"
         if (target, load) in results.unavailable_loads:
             return "unavailable"
         return "failed" if (target, load) in results.notes else "n/a"
@@ -194,6 +201,56 @@ def gemini_table(results: Results) -> list[str]:
     )
 
 
+def _signed(value: float, digits: int, unit: str = "") -> str:
+    return "n/a" if math.isnan(value) else f"{value:+,.{digits}f}{unit}"
+
+
+def routing_table(results: Results) -> list[str]:
+    """ROUTING_TARGET against ROUTING_BASELINE on every load both were measured on: the rates, the change in %,
+    and the differences of p50 latency and of CPU per request (what routing and limits cost each request)."""
+    header = [
+        "load",
+        ROUTING_BASELINE,
+        ROUTING_TARGET,
+        "change",
+        f"p50 ms ({ROUTING_BASELINE} / routed)",
+        "p50 added ms",
+        f"CPU ms/req ({ROUTING_BASELINE} / routed)",
+        "CPU added ms/req",
+    ]
+    rows = []
+    for load in LOADS:
+        single, routed = results.best(ROUTING_BASELINE, load.name), results.best(ROUTING_TARGET, load.name)
+        if load.name not in results.loads or single is None or routed is None:
+            continue
+        rate = single.result.per_second
+        change = (routed.result.per_second / rate - 1) * 100 if rate > 0 else math.nan
+        over = " (over budget)" if change < -ROUTING_BUDGET_PERCENT else ""
+        rows.append(
+            [
+                load.name,
+                f"{_number(single.result.per_second, 0)} {load.unit}",
+                f"{_number(routed.result.per_second, 0)} {load.unit}",
+                _signed(change, 1, "%") + over,
+                f"{_number(single.result.p50_ms, 2)} / {_number(routed.result.p50_ms, 2)}",
+                _signed(routed.result.p50_ms - single.result.p50_ms, 3),
+                f"{_number(single.cpu_ms_per_request, 3)} / {_number(routed.cpu_ms_per_request, 3)}",
+                _signed(routed.cpu_ms_per_request - single.cpu_ms_per_request, 3),
+            ]
+        )
+    return _table(header, rows) if rows else []
+
+
+ROUTING_INTRO = (
+    f"`{ROUTING_TARGET}` is `{ROUTING_BASELINE}` with three channels per model to the same fake (two in the top "
+    "tier drawn 2:1 by weight, one of them with a `max_parallel` never reached; a backup in a lower tier) and "
+    "`routing: {max_attempts: 3}`, and a key with RPM, TPM and max-parallel limits far above the load, so that "
+    "every request is drawn a channel, admitted by the limiter and answered with x-ratelimit-* headers. Budget: "
+    f"routing and limits cost at most 0.05 ms per request, and no rate drops by more than {ROUTING_BUDGET_PERCENT:g}%"
+    " (change = routed / single - 1, each from its best round). Added = routed minus single."
+)
+
+
 def _escape(note: str) -> str:
     """A note as one Markdown table cell."""
     return note.replace("|", "\\|").replace("\n", " ")
@@ -206,7 +263,7 @@ def detail_table(results: Results) -> list[str]:
         if load.name not in results.loads:
             continue
         for target in results.targets:
-            if target in results.unavailable:
+            if target in results.unavailable or (target, load.name) in results.skipped:
                 continue
             if (reason := results.unavailable_loads.get((target, load.name))) is not None:
                 rows.append([load.name, target, "unavailable", "", "", "", "", "", _escape(reason)])
@@ -288,6 +345,8 @@ def render(results: Results, command: str) -> str:
         summaries += ["## Summary: Claude", "", CLAUDE_INTRO, "", *claude_table(results), ""]
     if routes & GEMINI_ROUTES:
         summaries += ["## Summary: Gemini", "", GEMINI_INTRO, "", *gemini_table(results), ""]
+    if routing := routing_table(results):
+        summaries += ["## Routing and key limits", "", ROUTING_INTRO, "", *routing, ""]
     lines = [
         "# llmrelay benchmark results",
         "",

@@ -4,6 +4,8 @@ Usage, from the repository root with the project's venv:
 
     .venv/bin/python bench/run.py                        # every target, 10 s per load, 2 rounds -> bench/RESULTS.md
     .venv/bin/python bench/run.py --quick --no-write     # CI-safe guard: direct + llmrelay-1w, 2 s, 1 round
+                                                         # (+ llmrelay-routed-1w on chat-32c)
+    .venv/bin/python bench/run.py --targets llmrelay-1w,llmrelay-routed-1w --loads chat-32c,chat-1c,stream-32c
     .venv/bin/python bench/run.py --duration 5 --rounds 1 --targets direct,llmrelay-1w,litellm
     .venv/bin/python bench/run.py --loads claude-chat-32c,claude-chat-1c,messages-32c
     .venv/bin/python bench/run.py --loads gemini-chat-32c,generate-32c,generate-stream-32c
@@ -39,11 +41,15 @@ from types import FrameType
 
 from loads import LOADS, LOADS_BY_NAME, Load, LoadError, describe_reply, measure_first_chunk, probe, run_wrk
 from procs import PeakMemory, ProcessGroup, cpu_seconds, rss_mib, usable_cpus
-from report import Measured, Results, render
+from report import ROUTING_TARGET, Measured, Results, render
 from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrelay, start_upstream
 
-TARGET_NAMES = ("direct", "llmrelay-1w", "llmrelay-2w", "litellm", "portkey")
-QUICK_TARGETS = ("direct", "llmrelay-1w")
+ROUTED = ROUTING_TARGET  # llmrelay-1w with 3 channels per model and a rate-limited key, to compare with it
+TARGET_NAMES = ("direct", "llmrelay-1w", ROUTED, "llmrelay-2w", "litellm", "portkey")
+QUICK_TARGETS = ("direct", "llmrelay-1w", ROUTED)
+# With --quick (and no --targets), a target listed here is measured on these loads only: the routed target on one,
+# enough to see it serve with its limits and to catch a gross slowdown of routing or limits for ~3 s more.
+QUICK_ONLY = {ROUTED: ("chat-32c",)}
 # The OpenAI loads, one stream per Claude path (the translated one and the passthrough one), and Gemini's
 # translated stream, which exercises the most of the Gemini codec (the request out, every event back).
 QUICK_LOADS = (
@@ -90,12 +96,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"direct + llmrelay-1w, 2 s per load, 1 round, {len(QUICK_LOADS)} of the loads",
+        help=f"direct + llmrelay-1w, 2 s per load, 1 round, {len(QUICK_LOADS)} of the loads; {ROUTED} on "
+        f"{', '.join(QUICK_ONLY[ROUTED])} only",
     )
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS_PATH.name}")
     parser.add_argument("--soak-requests", type=int, help="instead: this many chat requests through llmrelay-1w")
     args = parser.parse_args(argv)
     default_targets = QUICK_TARGETS if args.quick else TARGET_NAMES
+    only = QUICK_ONLY if args.quick and not args.targets else {}
     args.targets = args.targets.split(",") if args.targets else list(default_targets)
     unknown = set(args.targets) - set(TARGET_NAMES)
     if unknown:
@@ -105,6 +113,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown := names - set(LOADS_BY_NAME):
         parser.error(f"unknown load(s): {', '.join(sorted(unknown))}; known: {', '.join(LOADS_BY_NAME)}")
     args.loads = [load for load in LOADS if load.name in names]  # in LOADS order, whatever the order given
+    # (target, load) pairs left out by choice: neither measured nor reported as missing
+    args.skipped = {(t, load.name) for t, wanted in only.items() for load in args.loads if load.name not in wanted}
+    args.targets = [t for t in args.targets if t not in only or any(load.name in only[t] for load in args.loads)]
     args.duration = args.duration or (2.0 if args.quick else 10.0)
     args.rounds = args.rounds or (1 if args.quick else 2)
     return args
@@ -156,7 +167,7 @@ def measure(target: Target, load: Load, duration: float, cpus: Cpus) -> Measured
 def probe_note(target: Target, load: Load) -> str:
     """What one request of the load gets from the target, when that is not a clean success."""
     try:
-        return describe_reply(probe(target.endpoint, load), load)
+        return describe_reply(probe(target.endpoint, load), load, target.expect_headers)
     except (OSError, EOFError, TimeoutError, ValueError) as exc:
         return f"probe failed: {exc!r}"
 
@@ -176,10 +187,12 @@ def start_targets(names: list[str], setup: Setup, results: Results) -> dict[str,
     return started
 
 
-def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus) -> None:
+def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus, skipped: set[tuple[str, str]]) -> None:
     """A short run of each wrk load per target, so that the first measured round pays no first-request costs."""
     for target in targets.values():
         for load in loads:
+            if (target.name, load.name) in skipped:
+                continue
             if not load.first_chunk_only and load.route not in target.endpoint.unavailable:
                 with contextlib.suppress(LoadError):
                     run_wrk(target.endpoint, load, WARMUP_SECONDS, cpus.load)
@@ -188,7 +201,7 @@ def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus) -> None:
 def _progress(round_index: int, rounds: int, name: str, load: Load, measured: Measured) -> str:
     result = measured.result
     return (
-        f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<12} {result.per_second:>9,.0f} {load.unit:<9} "
+        f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<18} {result.per_second:>9,.0f} {load.unit:<9} "
         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors:,}  "
         f"cpu {measured.cpu_ms_per_request:.3f} ms/req"
     )
@@ -198,6 +211,8 @@ def measure_one(
     target: Target, load: Load, args: argparse.Namespace, cpus: Cpus, upstream: Target, results: Results
 ) -> bool:
     """Probe (first round), measure and record one pair; False when the target can no longer be measured."""
+    if (target.name, load.name) in results.skipped:
+        return True
     if (reason := target.endpoint.unavailable.get(load.route)) is not None:
         if (target.name, load.name) not in results.unavailable_loads:
             results.unavailable_loads[(target.name, load.name)] = reason
@@ -243,6 +258,7 @@ def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tup
         loads=[load.name for load in args.loads],
         rounds=args.rounds,
         placement=cpus.describe(),
+        skipped=set(args.skipped),
     )
     upstream = start_upstream(group, cpus.load)  # needed by every target, measured only if `direct` is selected
     results.versions["direct"] = upstream.version
@@ -258,7 +274,7 @@ def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tup
     memory.start()
     try:
         if not args.quick:
-            warm_up(targets, args.loads, cpus)
+            warm_up(targets, args.loads, cpus, results.skipped)
         run_rounds(targets, upstream, args, cpus, results)
     finally:
         memory.stop()
@@ -273,7 +289,11 @@ def _own_failures(results: Results) -> list[str]:
     for name in own:
         if name in results.unavailable:
             continue
-        failures += [f"{name} {load}: no measurement" for load in results.loads if not results.runs.get((name, load))]
+        failures += [
+            f"{name} {load}: no measurement"
+            for load in results.loads
+            if not results.runs.get((name, load)) and (name, load) not in results.skipped
+        ]
     return failures
 
 

@@ -32,6 +32,7 @@ from loads import (
     LOADS,
     MESSAGES_ROUTE,
     Endpoint,
+    describe_reply,
     probe,
 )
 from procs import Launched, ProcessGroup, pinned
@@ -57,6 +58,7 @@ class Target:
     endpoint: Endpoint
     process: Launched  # the gateway's root process; its whole tree is what CPU and memory are charged to
     version: str
+    expect_headers: tuple[str, ...] = ()  # headers every 2xx reply must carry; the probe of each load checks
 
 
 @dataclass(frozen=True)
@@ -161,44 +163,90 @@ def _llmrelay_version(python: str) -> str:
     return f"{version.strip()} ({commit})"
 
 
-def start_llmrelay(setup: Setup, workers: int) -> Target:
-    """A fresh data directory and key per run, so that earlier runs' usage rows do not weigh on this one."""
+def _channel(name: str, kind: str, base_url: str, models: list[str], extra: str = "") -> str:
+    """One entry of llmrelay's `channels:` list, as YAML; `extra` is more of its options, e.g. `priority: 1`."""
+    options = "".join(f"    {option.strip()}\n" for option in extra.split(",") if option.strip())
+    return (
+        f"  - name: {name}\n"
+        f"    type: {kind}\n"
+        f"    base_url: {base_url}\n"
+        f"    api_key: {UPSTREAM_KEY}\n"
+        f"    models: [{', '.join(models)}]\n"
+        f"{options}"
+    )
+
+
+# Each provider's channel(s) to the fake: (name, type, base_url path on the fake, models).
+_PROVIDERS = (
+    ("fake", "openai", "/v1", ["gpt-4o", "text-embedding-3-small"]),
+    ("fake-anthropic", "anthropic", "", [CLAUDE_MODEL]),  # the anthropic SDK's base URL: no /v1
+    ("fake-gemini", "gemini", "", [GEMINI_MODEL]),  # the fake's root; api_version v1beta by default
+)
+# llmrelay-routed-*: three channels per model, all to the same fake. Two share the top tier by weight (2:1), so
+# that every request is picked by a weighted draw, the one with max_parallel counting its requests in flight
+# (a cap never reached); a backup in a lower tier is never picked while those two are healthy.
+_ROUTED_CHANNELS = (
+    ("a", "priority: 1, weight: 2, max_parallel: 10000"),
+    ("b", "priority: 1, weight: 1"),
+    ("backup", "priority: 0"),
+)
+# ... and its key has every limit, each far above what the loads reach (a minute of chat-32c is under 10^6
+# requests and 10^8 tokens), so that every request goes through the limiter and gets its headers, and none is
+# ever refused.
+ROUTED_KEY_LIMITS = ("--rpm", "100000000", "--tpm", "1000000000", "--max-parallel", "100000")
+RATE_LIMIT_HEADERS = (  # what every reply to a limited key carries (OpenAI's names)
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+def llmrelay_config(upstream_port: int, *, routed: bool) -> str:
+    """One channel per provider; or, routed, three per provider (see _ROUTED_CHANNELS) and routing options."""
+    root = f"http://127.0.0.1:{upstream_port}"
+    channels = []
+    for name, kind, path, models in _PROVIDERS:
+        if not routed:
+            channels.append(_channel(name, kind, root + path, models))
+            continue
+        channels += [_channel(f"{name}-{tag}", kind, root + path, models, extra) for tag, extra in _ROUTED_CHANNELS]
+    routing = "routing:\n  max_attempts: 3\n" if routed else ""
+    prices = 'prices:\n  text-embedding-3-small: {input: "0.02", output: "0"}\n'
+    return "channels:\n" + "".join(channels) + routing + prices
+
+
+def start_llmrelay(setup: Setup, workers: int, *, routed: bool = False) -> Target:
+    """A fresh data directory and key per run, so that earlier runs' usage rows do not weigh on this one.
+
+    `routed`: the same server with three channels per model and a key with rate limits (llmrelay-routed-*), to
+    be compared with the single-channel, unlimited one; started only once a reply is seen to carry the
+    x-ratelimit-* headers, i.e. once the limits are seen to be applied.
+    """
+    name = f"llmrelay-routed-{workers}w" if routed else f"llmrelay-{workers}w"
     python = _llmrelay_python()
-    data_dir = WORK_DIR / f"llmrelay-{workers}w"
+    data_dir = WORK_DIR / name
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     config = data_dir / "config.yaml"
-    config.write_text(
-        "channels:\n"
-        "  - name: fake\n"
-        "    type: openai\n"
-        f"    base_url: http://127.0.0.1:{setup.upstream_port}/v1\n"
-        f"    api_key: {UPSTREAM_KEY}\n"
-        "    models: [gpt-4o, text-embedding-3-small]\n"
-        "  - name: fake-anthropic\n"
-        "    type: anthropic\n"
-        f"    base_url: http://127.0.0.1:{setup.upstream_port}\n"
-        f"    api_key: {UPSTREAM_KEY}\n"
-        f"    models: [{CLAUDE_MODEL}]\n"
-        "  - name: fake-gemini\n"
-        "    type: gemini\n"
-        f"    base_url: http://127.0.0.1:{setup.upstream_port}\n"
-        f"    api_key: {UPSTREAM_KEY}\n"
-        f"    models: [{GEMINI_MODEL}]\n"
-        "prices:\n"
-        '  text-embedding-3-small: {input: "0.02", output: "0"}\n'
-    )
+    config.write_text(llmrelay_config(setup.upstream_port, routed=routed))
     env = {"LLMRELAY_DATA_DIR": str(data_dir)}
     base = [python, "-m", "llmrelay", "--config", str(config)]
-    created = _command_output([*base, "keys", "create", "--name", "bench", "--quota-usd", "1000000"], 120, env=env)
+    create = [*base, "keys", "create", "--name", "bench", "--quota-usd", "1000000"]
+    created = _command_output([*create, *(ROUTED_KEY_LIMITS if routed else ())], 120, env=env)
     key = created.strip().splitlines()[-1].strip()
     port = free_port()
     serve = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    launched = setup.group.start(f"llmrelay-{workers}w", pinned(serve, setup.gateway_cpu), env=env)
+    launched = setup.group.start(name, pinned(serve, setup.gateway_cpu), env=env)
     routes = {MESSAGES_ROUTE: anthropic_headers(key), GENERATE_ROUTE: gemini_headers(key)}
     endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"}, routes)
     wait_ready(launched, endpoint)
-    return Target(f"llmrelay-{workers}w", endpoint, launched, _llmrelay_version(python))
+    expected = RATE_LIMIT_HEADERS if routed else ()
+    if expected and (note := describe_reply(probe(endpoint, LOADS[0]), LOADS[0], expected)):
+        raise Unavailable(f"its chat reply is not what a limited key gets: {note}")
+    return Target(name, endpoint, launched, _llmrelay_version(python), expected)
 
 
 def ensure_litellm() -> Path:
@@ -334,6 +382,7 @@ def start_portkey(setup: Setup) -> Target:
 STARTERS: dict[str, Callable[[Setup], Target]] = {
     "llmrelay-1w": lambda setup: start_llmrelay(setup, 1),
     "llmrelay-2w": lambda setup: start_llmrelay(setup, 2),
+    "llmrelay-routed-1w": lambda setup: start_llmrelay(setup, 1, routed=True),
     "litellm": start_litellm,
     "portkey": start_portkey,
 }

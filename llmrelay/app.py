@@ -12,17 +12,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 
 from llmrelay.config import Config, load_config
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
-from llmrelay.providers import PROVIDERS
-from llmrelay.providers.base import Channel
+from llmrelay.providers import make_channel
 from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.images import ImageFetcher
-from llmrelay.relay.errors import RelayError, channel_secrets
+from llmrelay.relay.errors import RelayError
+from llmrelay.relay.monitor import ChannelMonitor
 from llmrelay.relay.pipeline import Relay, cancellation
 from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
@@ -67,10 +66,19 @@ class Gateway:
         self.pool = UpstreamPool()
         self.router = Router(())
         self.images = ImageFetcher(config.image_fetch)
-        self.relay = Relay(self.router, self.prices, self.ledger, self.recorder, self.images)
+        self.relay = Relay(
+            self.router,
+            self.prices,
+            self.ledger,
+            self.recorder,
+            self.images,
+            max_attempts=config.routing.max_attempts,
+        )
         self.metrics: Counter[str] = Counter()
         self.overhead_ms_total = 0.0
         self._refresher: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self.monitor = ChannelMonitor((), self.engine, self.run_db)
 
     async def run_db(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -80,25 +88,21 @@ class Gateway:
         await self.run_db(migrate, self.engine)
         await self.recorder.start()  # replays spilled records before keys are loaded
         await self.refresh_keys()
-        channels = []
-        for channel_config in self.config.channels:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=channel_config.connect_timeout, sock_read=channel_config.read_timeout
-            )
-            channels.append(
-                Channel(
-                    channel_config,
-                    PROVIDERS[channel_config.type],
-                    self.pool.session_for(channel_config.base_url),
-                    timeout,
-                    channel_secrets(channel_config.api_key, channel_config.headers),
-                )
-            )
+        channels = tuple(
+            make_channel(channel_config, self.pool.session_for(channel_config.base_url), self.config.routing)
+            for channel_config in self.config.channels
+        )
         if not channels:
             log.warning("no channels: set OPENAI_API_KEY or list channels in a config file (see README)")
         self.router = Router(channels)
         self.relay.router = self.router
+        self.monitor = ChannelMonitor(channels, self.engine, self.run_db)
+        await self.monitor.load()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="key-refresher")
+        if self.config.routing.probe_interval:
+            self._prober = asyncio.create_task(
+                self.monitor.probe_forever(self.config.routing.probe_interval), name="channel-prober"
+            )
         # Everything loaded so far (SQLAlchemy, tokenizer tables, config) lives as long as the process; moving
         # it out of the collector's view turns 40 ms full collections under load into sub-millisecond ones.
         gc.collect()
@@ -111,8 +115,9 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in (self._refresher, self._prober):
+            if task is not None:
+                task.cancel()
         # Requests the server cancelled at its shutdown limit settle (billing what they delivered) before the
         # usage queue is flushed, so the flush finds their records.
         await self.relay.drain(SETTLE_SECONDS)
@@ -133,6 +138,10 @@ class Gateway:
                 await self.refresh_keys()
             except Exception:
                 log.exception("refreshing keys from the database failed; serving the cached keys")
+            try:
+                await self.monitor.sync()
+            except Exception:
+                log.exception("syncing channel states with the database failed")
 
     # ASGI ---------------------------------------------------------------------------------------------
 

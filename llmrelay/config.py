@@ -26,7 +26,9 @@ DEFAULT_BASE_URLS = {
     "gemini": "https://generativelanguage.googleapis.com",
 }
 DEFAULT_GEMINI_API_VERSION = "v1beta"  # the version every Gemini-compatible server serves
-CHANNEL_TYPES = tuple(DEFAULT_BASE_URLS)
+DEFAULT_AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's current GA data-plane version
+# Azure OpenAI has no default: its base URL is the operator's own resource (https://NAME.openai.azure.com).
+CHANNEL_TYPES = (*DEFAULT_BASE_URLS, "azure")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -43,9 +45,21 @@ class ChannelConfig:
     models: tuple[str, ...]
     model_map: dict[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
-    read_timeout: float = 300.0
+    first_byte_timeout: float = 300.0  # from sending the request to the reply's headers (a stream: first event)
+    idle_timeout: float = 300.0  # the longest silence while a reply is arriving
     headers: dict[str, str] = field(default_factory=dict)
-    api_version: str = DEFAULT_GEMINI_API_VERSION  # gemini channels: the version the gateway calls
+    api_version: str = DEFAULT_GEMINI_API_VERSION  # gemini and azure channels: the version the gateway calls
+    priority: int = 0  # higher tiers are tried first
+    weight: int = 1  # share of the traffic within its tier
+    max_parallel: int | None = None  # requests in flight on this channel at most (None: no cap)
+    deployments: dict[str, str] = field(default_factory=dict)  # azure: model -> deployment name
+    probe_model: str | None = None  # the model `channels test` and the probe ask (None: the first listed)
+
+    def probed_model(self) -> str | None:
+        """The model a health check asks for: `probe_model`, else the first concrete model the channel serves."""
+        if self.probe_model:
+            return self.probe_model
+        return next((m for m in [*self.models, *self.model_map] if not any(c in m for c in "*?[")), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,20 @@ class ImageFetchConfig:
 
 
 _IMAGE_FETCH_DEFAULTS = ImageFetchConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """Failover between the channels of a model, and when a failing channel is rested."""
+
+    max_attempts: int = 3  # channels one request may try before the client gets the last error
+    failures_to_cool_down: int = 3  # consecutive failures of a channel for a model before it rests
+    cooldown: float = 5.0  # seconds of the first rest; each rest in a row doubles it
+    max_cooldown: float = 300.0  # the longest rest (also the most of an upstream's Retry-After honoured)
+    probe_interval: float | None = None  # seconds between health probes of disabled channels (None: off)
+
+
+_ROUTING_DEFAULTS = RoutingConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +105,7 @@ class Config:
     usage_flush_seconds: float = 0.2
     access_log: bool = False
     image_fetch: ImageFetchConfig = field(default_factory=ImageFetchConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def interpolate_env(value: str, environ: dict[str, str] | os._Environ[str]) -> str:
@@ -124,6 +153,72 @@ def _number(mapping: dict[str, object], key: str, default: float, where: str, ki
     return number
 
 
+def _integer(mapping: dict[str, object], key: str, default: int, where: str, minimum: int) -> int:
+    """A whole number of at least `minimum` (text too, as ${VAR} yields text)."""
+    value = mapping.get(key, default)
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = int(value) if isinstance(value, int | float) else int(str(value).strip())
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigError(f"{where}: '{key}' must be a whole number of at least {minimum}")
+    return number
+
+
+def _string_map(raw: dict[str, object], key: str, where: str, meaning: str) -> dict[str, str]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f"{where}: '{key}' {meaning}")
+    return dict(value)
+
+
+_CHANNEL_OPTIONS = {
+    "name",
+    "type",
+    "base_url",
+    "api_key",
+    "models",
+    "model_map",
+    "headers",
+    "timeout",
+    "priority",
+    "weight",
+    "max_parallel",
+    "probe_model",
+}
+_TYPE_OPTIONS = {"gemini": {"api_version"}, "azure": {"api_version", "deployments"}}
+
+
+def _api_version(raw: dict[str, object], kind: str, where: str) -> str:
+    if kind == "azure":
+        version = str(raw.get("api_version") or DEFAULT_AZURE_API_VERSION).strip()
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:-preview)?", version):
+            raise ConfigError(f"{where}: api_version is an Azure OpenAI API version such as 2024-10-21")
+        return version
+    version = str(raw.get("api_version") or DEFAULT_GEMINI_API_VERSION).strip("/")
+    if not re.fullmatch(r"v\d+(?:alpha|beta)?\d*", version):
+        raise ConfigError(f"{where}: api_version is a Gemini API version such as v1beta or v1")
+    return version
+
+
+def _timeouts(raw: dict[str, object], where: str) -> tuple[float, float, float]:
+    """(connect, first byte, idle) seconds; `read` (the older name) sets both first byte and idle."""
+    timeout = raw.get("timeout") or {}
+    if not isinstance(timeout, dict):
+        raise ConfigError(f"{where}: 'timeout' is a mapping with connect, first_byte and idle seconds")
+    unknown = set(timeout) - {"connect", "first_byte", "idle", "read"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown timeout option(s) {', '.join(sorted(unknown))}")
+    read = _number(timeout, "read", 300.0, where)
+    return (
+        _number(timeout, "connect", 10.0, where),
+        _number(timeout, "first_byte", read, where),
+        _number(timeout, "idle", read, where),
+    )
+
+
 def _parse_channel(raw: object, index: int) -> ChannelConfig:
     where = f"channels[{index}]"
     if not isinstance(raw, dict):
@@ -133,43 +228,69 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     kind = str(_require(raw, "type", where, str))
     if kind not in CHANNEL_TYPES:
         raise ConfigError(f"{where}: type {kind!r} is not supported (supported: {', '.join(CHANNEL_TYPES)})")
+    unknown = set(raw) - _CHANNEL_OPTIONS - _TYPE_OPTIONS.get(kind, set())
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
+    if kind not in DEFAULT_BASE_URLS and not raw.get("base_url"):
+        raise ConfigError(f"{where}: base_url is required (your resource's endpoint, https://NAME.openai.azure.com)")
     base_url = str(raw.get("base_url") or DEFAULT_BASE_URLS[kind]).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must start with http:// or https://")
     models = _require(raw, "models", where, list)
     if not models or not all(isinstance(m, str) and m for m in models):  # type: ignore[union-attr]
         raise ConfigError(f"{where}: 'models' must be a non-empty list of model names or glob patterns")
-    model_map = raw.get("model_map") or {}
-    if not isinstance(model_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in model_map.items()
-    ):
-        raise ConfigError(f"{where}: 'model_map' maps model names to upstream model names")
+    model_map = _string_map(raw, "model_map", where, "maps model names to upstream model names")
+    deployments = _string_map(raw, "deployments", where, "maps model names to Azure deployment names")
     headers = raw.get("headers") or {}
     if not isinstance(headers, dict):
         raise ConfigError(f"{where}: 'headers' is a mapping of header names to values")
-    timeout = raw.get("timeout") or {}
-    if not isinstance(timeout, dict):
-        raise ConfigError(f"{where}: 'timeout' is a mapping with connect and read seconds")
-    known = {"name", "type", "base_url", "api_key", "models", "model_map", "headers", "timeout"}
-    if kind == "gemini":
-        known.add("api_version")
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
-    api_version = str(raw.get("api_version") or DEFAULT_GEMINI_API_VERSION).strip("/")
-    if not re.fullmatch(r"v\d+(?:alpha|beta)?\d*", api_version):
-        raise ConfigError(f"{where}: api_version is a Gemini API version such as v1beta or v1")
+    connect, first_byte, idle = _timeouts(raw, where)
+    max_parallel = raw.get("max_parallel")
+    probe_model = raw.get("probe_model")
+    if probe_model is not None and (not isinstance(probe_model, str) or not probe_model.strip()):
+        raise ConfigError(f"{where}: 'probe_model' is a model name")
     return ChannelConfig(
         name=name,
         type=kind,
         base_url=base_url,
         api_key=str(raw.get("api_key") or ""),
         models=tuple(models),  # type: ignore[arg-type]
-        model_map=dict(model_map),
-        connect_timeout=_number(timeout, "connect", 10.0, where),
-        read_timeout=_number(timeout, "read", 300.0, where),
+        model_map=model_map,
+        connect_timeout=connect,
+        first_byte_timeout=first_byte,
+        idle_timeout=idle,
         headers={str(k): str(v) for k, v in headers.items()},
-        api_version=api_version,
+        api_version=_api_version(raw, kind, where),
+        priority=_integer(raw, "priority", 0, where, -1_000_000),
+        weight=_integer(raw, "weight", 1, where, 1),
+        max_parallel=None if max_parallel is None else _integer(raw, "max_parallel", 1, where, 1),
+        deployments=deployments,
+        probe_model=probe_model,
+    )
+
+
+def _routing(raw: object) -> RoutingConfig:
+    if raw is None:
+        return RoutingConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "'routing' is a mapping with max_attempts, failures_to_cool_down, cooldown, max_cooldown, probe_interval"
+        )
+    unknown = set(raw) - {"max_attempts", "failures_to_cool_down", "cooldown", "max_cooldown", "probe_interval"}
+    if unknown:
+        raise ConfigError(f"routing: unknown option(s) {', '.join(sorted(unknown))}")
+    defaults = _ROUTING_DEFAULTS
+    cooldown = _number(raw, "cooldown", defaults.cooldown, "routing")
+    max_cooldown = _number(raw, "max_cooldown", max(defaults.max_cooldown, cooldown), "routing")
+    if max_cooldown < cooldown:
+        raise ConfigError("routing: 'max_cooldown' must be at least 'cooldown'")
+    probe = raw.get("probe_interval")
+    return RoutingConfig(
+        max_attempts=_integer(raw, "max_attempts", defaults.max_attempts, "routing", 1),
+        failures_to_cool_down=_integer(raw, "failures_to_cool_down", defaults.failures_to_cool_down, "routing", 1),
+        cooldown=cooldown,
+        max_cooldown=max_cooldown,
+        probe_interval=None if probe in (None, 0, "0", False) else _number(raw, "probe_interval", 60.0, "routing"),
     )
 
 
@@ -260,6 +381,7 @@ def load_config(
         "server",
         "limits",
         "image_fetch",
+        "routing",
     }
     unknown = set(raw) - known
     if unknown:
@@ -312,4 +434,5 @@ def load_config(
         request_timeout=request_timeout,
         access_log=bool(server.get("access_log", False)),
         image_fetch=_image_fetch(raw.get("image_fetch")),
+        routing=_routing(raw.get("routing")),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,10 +17,21 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from llmrelay.config import ChannelConfig
+from llmrelay.formats.checks import int_value
 from llmrelay.metering.money import MoneyError, nano_to_usd, usd_to_nano
+from llmrelay.relay.health import HealthView
 from llmrelay.store import keys as key_store
 from llmrelay.store.cache import KeyState
-from llmrelay.store.keys import EARLIEST_TIME, LATEST_TIME, KeyOperationError, KeyRecord, check_name
+from llmrelay.store.channels import StoredState
+from llmrelay.store.keys import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    MAX_LIMIT,
+    KeyOperationError,
+    KeyRecord,
+    check_name,
+)
 from llmrelay.store.usage import SUMMED_FIELDS, UsageRecord, UsageSummaryRow, summarize
 
 log = logging.getLogger("llmrelay.operations")
@@ -107,6 +119,17 @@ def parse_usd(value: object, what: str, allow_negative: bool = False, *, param: 
     return nano
 
 
+def parse_limit(value: object, param: str) -> int | None:
+    """A rate limit as JSON sends it: a whole number from 1 to MAX_LIMIT (10.0 counts, as JSON Schema counts
+    it), or null for no limit. The CLI reads its own text (0 or `none` for no limit) into these."""
+    if value is None:
+        return None
+    number = int_value(value)
+    if number is None or not 1 <= number <= MAX_LIMIT:
+        raise KeyOperationError(f"{param} must be a whole number from 1 to {MAX_LIMIT:,}, or null for no limit", param)
+    return number
+
+
 def parse_days(value: object) -> int | None:
     """A count of days for a usage period (query text, or an int from the CLI): 1 to MAX_DAYS."""
     if value is None or value == "":
@@ -125,6 +148,10 @@ def create_key(
     unlimited: object = False,
     expires: object = None,
     models: object = None,
+    *,
+    rpm: object = None,
+    tpm: object = None,
+    max_parallel: object = None,
 ) -> tuple[KeyRecord, str]:
     """Every field is read and checked before the key is written (the store checks them again)."""
     name = check_name(name)
@@ -138,7 +165,16 @@ def create_key(
     expires_at = parse_when(expires, param="expires_at")
     if expires_at is not None and expires_at <= time.time():
         raise KeyOperationError("the expiry is in the past", "expires_at")
-    return key_store.create_key(engine, name, quota_nano, expires_at, parse_models(models))
+    return key_store.create_key(
+        engine,
+        name,
+        quota_nano,
+        expires_at,
+        parse_models(models),
+        rpm=parse_limit(rpm, "rpm"),
+        tpm=parse_limit(tpm, "tpm"),
+        max_parallel=parse_limit(max_parallel, "max_parallel"),
+    )
 
 
 def _iso(ts: int | None) -> str | None:
@@ -175,6 +211,9 @@ def key_view(record: KeyRecord, live: KeyState | None = None) -> dict[str, Any]:
         "balance_usd": nano_to_usd(quota - used) if quota is not None else None,
         "request_count": requests,
         "allowed_models": list(record.allowed_models) if record.allowed_models else None,
+        "rpm": record.rpm,
+        "tpm": record.tpm,
+        "max_parallel": record.max_parallel,
         "expires_at": _shown_time(record.expires_at, "expires_at", unrenderable),
         "created_at": _shown_time(record.created_at, "created_at", unrenderable),
         "last_used_at": _shown_time(record.last_used_at, "last_used_at", unrenderable),
@@ -260,3 +299,54 @@ def day_start(text: str, field: str) -> int:
 
 def cents(nano: int) -> Decimal:
     return Decimal(nano) / 10_000_000
+
+
+class ChannelError(LookupError):
+    """A channel operation that cannot be done (no such channel); the message says why."""
+
+
+def known_channel(channels: Sequence[ChannelConfig], name: str) -> ChannelConfig:
+    for channel in channels:
+        if channel.name == name:
+            return channel
+    raise ChannelError(f"no channel named {name!r} (configured: {', '.join(c.name for c in channels) or 'none'})")
+
+
+def channel_views(
+    channels: Sequence[ChannelConfig],
+    stored: Mapping[str, StoredState],
+    live: Mapping[str, HealthView] | None = None,
+) -> list[dict[str, Any]]:
+    """Each configured channel as operators see it: its routing settings and its health, from this gateway
+    (`live`) or else from the last snapshot a gateway wrote (`stored`; a channel never seen is "ok")."""
+    now = int(time.time())
+    views = []
+    for config in channels:
+        health: dict[str, Any] = {"state": "ok", "cooling_until": None, "cooling_models": [], "in_flight": 0}
+        health.update(dict.fromkeys(("disabled_reason", "disabled_by", "last_error", "last_error_at"), None))
+        health.update({"latency_ms": None, "successes": 0, "failures": 0})
+        view = (live or {}).get(config.name)
+        if view is not None:
+            health.update({field: getattr(view, field) for field in health})
+            health["cooling_models"] = list(view.cooling_models)
+        elif config.name in stored:
+            state = stored[config.name]
+            health.update({field: getattr(state, field) for field in health if hasattr(state, field)})
+            health["cooling_models"] = state.cooling_models.split(",") if state.cooling_models else []
+            cooling = state.cooling_until is not None and state.cooling_until > now
+            health["state"] = "disabled" if state.status == "disabled" else "cooling_down" if cooling else "ok"
+            if not cooling:
+                health["cooling_until"], health["cooling_models"] = None, []
+        views.append(
+            {
+                "name": config.name,
+                "type": config.type,
+                "base_url": config.base_url,
+                "models": list(config.models),
+                "priority": config.priority,
+                "weight": config.weight,
+                "max_parallel": config.max_parallel,
+                **health,
+            }
+        )
+    return views

@@ -126,6 +126,9 @@ prices:
 limits:
   max_body_bytes: 2000000
   body_timeout: 2
+# Tests share this gateway and provoke upstream failures on purpose: no channel rests here (routing has its own
+# gateway in test_routing_failover.py). A test that makes an upstream refuse the key enables the channel again.
+routing: {{failures_to_cool_down: 1000000, cooldown: 0.001, max_cooldown: 0.001}}
 {extra}
 """
 
@@ -193,6 +196,13 @@ class Gateway:
         seen = wait_until(lambda: self.key_status(key) != 401, timeout=3)
         assert seen, "the gateway did not pick up the new key within 3 s"
         return key
+
+    def enable_channel(self, name: str) -> dict[str, Any]:
+        """Put a channel the gateway disabled (its upstream refused the key) back in service; its state before."""
+        auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        before = {v["name"]: v for v in call("GET", f"{self.url}/admin/channels", headers=auth).json()["data"]}[name]
+        assert call("POST", f"{self.url}/admin/channels/{name}/enable", None, auth).status == 200
+        return before
 
     def key_status(self, key: str) -> int:
         return call("GET", f"{self.base_url}/user/info", headers={"Authorization": f"Bearer {key}"}).status

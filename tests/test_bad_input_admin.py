@@ -54,6 +54,12 @@ def key_names(gateway: Gateway) -> set[str]:
         ({"name": "x" * 201}, "200", "name"),
         ({"unlimited": "false", "quota_usd": None}, "unlimited", "unlimited"),
         ({"quota_usd": [1]}, "quota", "quota_usd"),
+        ({"rpm": 0}, "rpm", "rpm"),
+        ({"rpm": 1_000_000_001}, "1,000,000,000", "rpm"),
+        ({"tpm": "100"}, "tpm", "tpm"),
+        ({"tpm": 2.5}, "tpm", "tpm"),
+        ({"max_parallel": True}, "max_parallel", "max_parallel"),
+        ({"max_parallel": -4}, "max_parallel", "max_parallel"),
     ],
 )
 def test_create_refuses_unusable_fields_and_writes_nothing(
@@ -81,6 +87,9 @@ def test_a_key_expiring_after_9999_is_refused_and_listings_keep_working(gateway:
         ({"expires_at": "9999999999999999d"}, "9999", "expires_at"),
         ({"expires_at": 999999999999}, "9999", "expires_at"),
         ({"quota_usd": "lots"}, "quota_usd", "quota_usd"),
+        ({"rpm": 0}, "rpm", "rpm"),
+        ({"tpm": [100]}, "tpm", "tpm"),
+        ({"max_parallel": 10**12}, "max_parallel", "max_parallel"),
     ],
 )
 def test_patch_refuses_unusable_fields(gateway: Gateway, body: dict, fragment: str, param: str) -> None:
@@ -89,6 +98,7 @@ def test_patch_refuses_unusable_fields(gateway: Gateway, body: dict, fragment: s
     assert_400(admin(gateway, "PATCH", "keys/patch-target", body), fragment, param)
     view = admin(gateway, "GET", "keys/patch-target").json()
     assert view["allowed_models"] is None and view["expires_at"] is None and view["quota_usd"] == 1
+    assert view["rpm"] is None and view["tpm"] is None and view["max_parallel"] is None
 
 
 def test_topup_past_the_largest_amount_is_a_400(gateway: Gateway) -> None:
@@ -148,6 +158,10 @@ def test_usage_period_bounds_that_work(gateway: Gateway) -> None:
         (("keys", "create", "--name", "x" * 201, "--quota-usd", "1"), "200"),
         (("usage", "--days", "999999999"), "days"),
         (("usage", "--until", "9999999999999"), "9999"),
+        (("keys", "create", "--name", "cli-rpm", "--quota-usd", "1", "--rpm", "-1"), "--rpm"),
+        (("keys", "create", "--name", "cli-tpm", "--quota-usd", "1", "--tpm", "lots"), "--tpm"),
+        (("keys", "create", "--name", "cli-par", "--quota-usd", "1", "--max-parallel", "1000000001"), "1,000,000,000"),
+        (("keys", "update", "nobody-has-this-name", "--rpm", "2.5"), "--rpm"),
     ],
 )
 def test_cli_refuses_the_same_values(gateway: Gateway, args: tuple[str, ...], words: str) -> None:
@@ -231,7 +245,9 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("field", ["name", "quota_usd", "unlimited", "expires_at", "models"])
+@pytest.mark.parametrize(
+    "field", ["name", "quota_usd", "unlimited", "expires_at", "models", "rpm", "tpm", "max_parallel"]
+)
 def test_create_never_fails_with_a_500(gateway: Gateway, field: str) -> None:
     for index, value in enumerate(HOSTILE):
         name = f"fuzz-{field}-{index}"
@@ -245,7 +261,7 @@ def test_create_never_fails_with_a_500(gateway: Gateway, field: str) -> None:
     assert admin(gateway, "GET", "keys").status == 200
 
 
-@pytest.mark.parametrize("field", ["expires_at", "models", "quota_usd"])
+@pytest.mark.parametrize("field", ["expires_at", "models", "quota_usd", "rpm", "tpm", "max_parallel"])
 def test_patch_and_topup_never_fail_with_a_500(gateway: Gateway, field: str) -> None:
     name = f"fuzz-patch-{field}"
     assert admin(gateway, "POST", "keys", {"name": name, "quota_usd": 1}).status == 201

@@ -178,6 +178,8 @@ def test_billing_endpoints_report_limit_usage_and_balance(gateway: Gateway) -> N
     info = call("GET", f"{gateway.base_url}/user/info", headers=auth).json()
     used_cents = Decimal(str(info["used_usd"])) * 100
     assert info["name"] == "bill-dashboard" and info["request_count"] == 2
+    assert info["limits"]["requests_per_minute"] is None and info["limits"]["tokens_per_minute"] is None
+    assert info["limits"]["max_parallel_requests"] is None  # a key without rate limits
     assert Decimal(str(info["balance_usd"])) == 5 - Decimal(str(info["used_usd"]))
 
     today = datetime.now(UTC).date()

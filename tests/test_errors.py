@@ -152,6 +152,10 @@ def test_upstream_credential_failure_is_502_and_leaks_no_secret(gateway: Gateway
     assert UPSTREAM_SECRET.encode() not in reply.body
     assert b"sk-upstream" not in reply.body
     assert UPSTREAM_SECRET not in gateway.log()
+    # The upstream refused the gateway's key: the channel is disabled (it would be skipped by failover) until
+    # an operator or the probe enables it again.
+    before = gateway.enable_channel("fake")
+    assert (before["state"], before["disabled_by"]) == ("disabled", "gateway")
 
 
 def test_unreachable_upstream_is_502(client: OpenAI) -> None:

@@ -274,11 +274,15 @@ def test_upstream_errors_keep_their_status(client: OpenAI, status: int, error: t
     assert raised.value.status_code == status
 
 
-def test_upstream_key_failure_is_502_without_the_secret(client: OpenAI) -> None:
+def test_upstream_key_failure_is_502_without_the_secret(gateway: Gateway, client: OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "#fake:error=401"}])
     assert raised.value.status_code == 502
     assert GEMINI_UPSTREAM_SECRET not in raised.value.response.text
+    # The upstream refused the gateway's key: the channel is disabled (it would be skipped by failover) until
+    # an operator or the probe enables it again.
+    before = gateway.enable_channel("gemini")
+    assert (before["state"], before["disabled_by"]) == ("disabled", "gateway")
 
 
 def test_cut_stream_raises_and_bills_what_was_sent(gateway: Gateway, client: OpenAI) -> None:

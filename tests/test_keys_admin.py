@@ -76,6 +76,45 @@ def test_cli_rejects_bad_input_with_a_message(gateway: Gateway) -> None:
     assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
 
 
+def limits_shown(gateway: Gateway, key: str) -> dict:
+    info = call("GET", f"{gateway.base_url}/user/info", headers={"Authorization": f"Bearer {key}"}).json()
+    limits = info["limits"]
+    return {name: limits[name] for name in ("requests_per_minute", "tokens_per_minute", "max_parallel_requests")}
+
+
+def test_cli_sets_shows_and_clears_rate_limits(gateway: Gateway) -> None:
+    key = gateway.create_key("cli-limited", "--rpm", "60", "--tpm", "10000", "--max-parallel", "4")
+    shown = json.loads(gateway.cli("keys", "show", "cli-limited").stdout)
+    assert (shown["rpm"], shown["tpm"], shown["max_parallel"]) == (60, 10_000, 4)
+    assert limits_shown(gateway, key) == {
+        "requests_per_minute": 60,
+        "tokens_per_minute": 10_000,
+        "max_parallel_requests": 4,
+    }
+    table = gateway.cli("keys", "list").stdout.splitlines()
+    assert table[0].split()[-1] == "limits"
+    assert next(row for row in table if " cli-limited " in f" {row} ").rstrip().endswith(" 60rpm 10ktpm 4par")
+
+    gateway.cli("keys", "update", "cli-limited", "--rpm", "0", "--tpm", "none", "--max-parallel", "8")
+    assert wait_until(
+        lambda: (
+            limits_shown(gateway, key)
+            == {"requests_per_minute": None, "tokens_per_minute": None, "max_parallel_requests": 8}
+        ),
+        timeout=1.0,
+    )
+    gateway.cli("keys", "update", "cli-limited", "--expires", "never")  # no limit flags: the limits stay
+    listed = json.loads(gateway.cli("keys", "list", "--json").stdout)
+    mine = next(k for k in listed if k["name"] == "cli-limited")
+    assert (mine["rpm"], mine["tpm"], mine["max_parallel"]) == (None, None, 8)
+
+    gateway.create_key("cli-unlimited-rate", "--rpm", "0")  # 0 is no limit when creating too
+    shown = json.loads(gateway.cli("keys", "show", "cli-unlimited-rate").stdout)
+    assert (shown["rpm"], shown["tpm"], shown["max_parallel"]) == (None, None, None)
+    row = next(r for r in gateway.cli("keys", "list").stdout.splitlines() if " cli-unlimited-rate " in f" {r} ")
+    assert row.rstrip().endswith(" -")
+
+
 def test_usage_cli_reports_per_key_and_model(gateway: Gateway) -> None:
     key = gateway.create_key("usage-reporter", quota_usd="1")
     client = OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
@@ -120,6 +159,31 @@ def test_admin_api_lifecycle_applies_immediately(gateway: Gateway) -> None:
     assert admin(gateway, "DELETE", "keys/api-bob").json()["deleted"] is True
     assert chat_status(gateway, key) == 401
     assert admin(gateway, "GET", "keys/api-bob").status == 404
+
+
+def test_admin_api_sets_and_clears_rate_limits(gateway: Gateway) -> None:
+    created = admin(gateway, "POST", "keys", {"name": "api-limited", "unlimited": True, "rpm": 60, "tpm": 1000})
+    assert created.status == 201, created.body
+    body = created.json()
+    assert (body["rpm"], body["tpm"], body["max_parallel"]) == (60, 1000, None)
+    key = body["key"]
+    assert limits_shown(gateway, key) == {  # no wait: the admin API updates this node's cache at once
+        "requests_per_minute": 60,
+        "tokens_per_minute": 1000,
+        "max_parallel_requests": None,
+    }
+    patched = admin(gateway, "PATCH", "keys/api-limited", {"rpm": None, "max_parallel": 2})
+    assert patched.status == 200, patched.body
+    assert (patched.json()["rpm"], patched.json()["tpm"], patched.json()["max_parallel"]) == (None, 1000, 2)
+    assert limits_shown(gateway, key) == {
+        "requests_per_minute": None,
+        "tokens_per_minute": 1000,
+        "max_parallel_requests": 2,
+    }
+    shown = admin(gateway, "GET", "keys/api-limited").json()
+    assert (shown["rpm"], shown["tpm"], shown["max_parallel"]) == (None, 1000, 2)
+    plain = admin(gateway, "POST", "keys", {"name": "api-no-limits", "quota_usd": 1}).json()
+    assert (plain["rpm"], plain["tpm"], plain["max_parallel"]) == (None, None, None)
 
 
 @pytest.mark.parametrize(

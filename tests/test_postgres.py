@@ -17,6 +17,7 @@ from llmrelay.store.db import HEAD_REVISION, make_engine, migrate, schema_revisi
 from llmrelay.store.schema import api_keys, usage_records
 from tests.conftest import Gateway, call, make_gateway, wait_until
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.test_unit_store import migrate_keys_through_0005
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -61,6 +62,19 @@ def test_nodes_migrating_at_once_all_succeed() -> None:
         assert schema_revision(engine) == HEAD_REVISION
         engine.dispose()
     finally:
+        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_migration_0005_adds_key_limits_on_postgres() -> None:
+    name = f"llmrelay_limits_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(f"{SERVER}/{name}")
+    try:
+        migrate_keys_through_0005(engine)
+    finally:
+        engine.dispose()
         with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

@@ -66,4 +66,5 @@ def test_the_log_holds_no_secret(gateway: Gateway, client: OpenAI) -> None:
     for directive in ("#fake:leak", "#fake:leakerror", "#fake:error=401"):
         with contextlib.suppress(openai.APIStatusError):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": directive}])
+    gateway.enable_channel("fake")  # the 401 disabled it
     assert_clean(gateway.log())

@@ -199,7 +199,8 @@ def test_full_channel(tmp_path: Path, env: dict[str, str]) -> None:
             models=("llama-3-8b", "mistral-*"),
             model_map={"fast": "llama-3-8b"},
             connect_timeout=2.0,
-            read_timeout=60.5,
+            first_byte_timeout=60.5,
+            idle_timeout=60.5,
             headers={"X-Api-Version": "2"},
         ),
     )

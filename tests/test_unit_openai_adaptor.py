@@ -24,7 +24,7 @@ from llmrelay.relay.errors import (
     upstream_timeout,
     upstream_unreachable,
 )
-from llmrelay.relay.pipeline import upstream_http_error
+from llmrelay.relay.failures import relayed_error
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.openai.chat import parse_chat_request
 
@@ -411,14 +411,28 @@ def test_scrub_secrets_leaves_ordinary_text(text: str) -> None:
 
 def test_upstream_auth_error_becomes_502_without_the_channel_key() -> None:
     channel = Channel(CHANNEL, PROVIDER, session=None, timeout=None)  # type: ignore[arg-type]
-    error = upstream_http_error(401, f"Incorrect API key provided: {CHANNEL.api_key}", channel)
+    body = orjson.dumps({"error": {"message": f"Incorrect API key provided: {CHANNEL.api_key}"}})
+    error = relayed_error(401, body, {}, channel)
     assert error.status == 502
     assert CHANNEL.api_key not in error.message
     assert error.code == "upstream_auth_failed"
-    limited = upstream_http_error(429, "slow down", channel)
-    assert (limited.status, limited.type) == (429, "rate_limit_error")
-    broken = upstream_http_error(500, "boom", channel)
-    assert (broken.status, broken.type) == (500, "upstream_error")
+    limited = relayed_error(429, b'{"error": {"message": "slow down"}}', {}, channel)
+    assert (limited.status, limited.type, limited.code) == (429, "rate_limit_error", "rate_limit_exceeded")
+    broken = relayed_error(500, b"boom", {}, channel)
+    assert (broken.status, broken.type, broken.code) == (500, "upstream_error", "upstream_500")
+
+
+def test_relayed_429_keeps_the_upstream_type_code_and_retry_headers() -> None:
+    channel = Channel(CHANNEL, PROVIDER, session=None, timeout=None)  # type: ignore[arg-type]
+    body = orjson.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
+    headers = {"Retry-After": "7", "retry-after-ms": "6500", "x-ratelimit-remaining-requests": "0", "Server": "x"}
+    error = relayed_error(429, body, headers, channel)
+    assert (error.type, error.code) == ("requests", "rate_limit_exceeded")
+    assert dict(error.headers or []) == {
+        b"retry-after": b"7",
+        b"retry-after-ms": b"6500",
+        b"x-ratelimit-remaining-requests": b"0",
+    }
 
 
 @pytest.mark.parametrize(

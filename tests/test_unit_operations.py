@@ -17,6 +17,7 @@ from llmrelay.operations import (
     day_start,
     key_view,
     parse_days,
+    parse_limit,
     parse_models,
     parse_period,
     parse_usd,
@@ -246,6 +247,7 @@ def test_key_view_amounts_are_exact() -> None:
     assert view["created_at"] == "2026-01-02T03:04:05Z"
     assert view["last_used_at"] is None
     assert view["request_count"] == 3
+    assert (view["rpm"], view["tpm"], view["max_parallel"]) == (None, None, None)
     assert "key_hash" not in view
     text = dumps(view)
     assert b'"balance_usd":3.765432109' in text
@@ -372,6 +374,9 @@ def test_parse_period_refuses_times_out_of_range(since: str | None, until: str |
         ({"expires": 999_999_999_999}, "expires_at"),
         ({"models": 5}, "models"),
         ({"quota_usd": [5]}, "quota_usd"),
+        ({"rpm": 0}, "rpm"),
+        ({"tpm": "100"}, "tpm"),
+        ({"max_parallel": 10**9 + 1}, "max_parallel"),
     ],
 )
 def test_create_key_checks_every_field_before_writing(kwargs: dict, param: str) -> None:
@@ -391,6 +396,9 @@ def test_create_key_checks_every_field_before_writing(kwargs: dict, param: str) 
         ({"quota_nano": 2**63}, "quota_usd"),
         ({"quota_nano": -1}, "quota_usd"),
         ({"name": "x" * 201}, "name"),
+        ({"rpm": 0}, "rpm"),
+        ({"tpm": 2.0}, "tpm"),
+        ({"max_parallel": -1}, "max_parallel"),
     ],
 )
 def test_the_store_checks_fields_again(kwargs: dict, param: str) -> None:
@@ -412,3 +420,25 @@ def test_key_view_shows_what_it_can_of_an_unrenderable_row() -> None:
 def test_key_view_marks_an_unreadable_allow_list() -> None:
     view = key_view(record(None, 0, allowed_models=None, unreadable=("allowed_models",)))
     assert view["allowed_models"] is None and view["unrenderable"] == ["allowed_models"]
+
+
+# ------------------------------------------------------------------------------------------------ rate limits
+
+
+@pytest.mark.parametrize(("value", "limit"), [(None, None), (1, 1), (60, 60), (60.0, 60), (10**9, 10**9)])
+def test_parse_limit(value: object, limit: int | None) -> None:
+    parsed = parse_limit(value, "rpm")
+    assert parsed == limit and (parsed is None or type(parsed) is int)
+
+
+@pytest.mark.parametrize("value", [0, -5, 10**9 + 1, 1.5, True, False, "60", [60], {"rpm": 60}, float("nan"), 2**63])
+def test_parse_limit_refuses_what_is_not_a_limit(value: object) -> None:
+    with pytest.raises(KeyOperationError) as raised:
+        parse_limit(value, "tpm")
+    assert raised.value.param == "tpm" and "null for no limit" in str(raised.value)
+
+
+def test_key_view_shows_the_limits() -> None:
+    view = key_view(record(None, 0, rpm=60, tpm=100_000, max_parallel=None))
+    assert (view["rpm"], view["tpm"], view["max_parallel"]) == (60, 100_000, None)
+    assert b'"rpm":60,"tpm":100000,"max_parallel":null' in dumps(view)

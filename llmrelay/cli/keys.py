@@ -24,9 +24,49 @@ def _when(ts: int | None) -> str:
         return str(ts)
 
 
+def limit_text(text: str) -> int:
+    """A rate limit as typed: a whole number, where 0 (or `none`) is no limit. An argparse type, so that a
+    mistake is reported with the flag's name."""
+    value = text.strip().lower()
+    if value == "none":
+        return 0
+    if not (value.isascii() and value.isdigit() and len(value) <= 10 and int(value) <= key_store.MAX_LIMIT):
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a limit: use a whole number up to {key_store.MAX_LIMIT:,}, or 0 for none"
+        )
+    return int(value)
+
+
+def _compact(number: int) -> str:
+    """60, 10k, 2M: exact, and short enough for a table column."""
+    if number >= 1_000_000 and number % 1_000_000 == 0:
+        return f"{number // 1_000_000}M"
+    if number >= 1000 and number % 1000 == 0:
+        return f"{number // 1000}k"
+    return str(number)
+
+
+def limits_cell(record: key_store.KeyRecord) -> str:
+    """A key's rate limits for the table, such as `60rpm 10ktpm 4par`; `-` for none."""
+    parts = [
+        f"{_compact(value)}{unit}"
+        for value, unit in ((record.rpm, "rpm"), (record.tpm, "tpm"), (record.max_parallel, "par"))
+        if value is not None
+    ]
+    return " ".join(parts) or "-"
+
+
 def create(args: argparse.Namespace) -> int:
     record, plaintext = operations.create_key(
-        open_database(args), args.name, args.quota_usd, args.unlimited, args.expires, args.models
+        open_database(args),
+        args.name,
+        args.quota_usd,
+        args.unlimited,
+        args.expires,
+        args.models,
+        rpm=args.rpm or None,  # 0: no limit
+        tpm=args.tpm or None,
+        max_parallel=args.max_parallel or None,
     )
     print(
         f"created key {record.name!r} (id {record.id}), quota {format_usd(record.quota_nano, 2)}, "
@@ -54,10 +94,11 @@ def list_(args: argparse.Namespace) -> int:
             r.status,
             _when(r.expires_at),
             ",".join(r.allowed_models) if r.allowed_models else "*",
+            limits_cell(r),
         )
         for r in records
     ]
-    print_table(("id", "name", "prefix", "balance", "used", "requests", "status", "expires", "models"), rows)
+    print_table(("id", "name", "prefix", "balance", "used", "requests", "status", "expires", "models", "limits"), rows)
     return 0
 
 
@@ -91,6 +132,10 @@ def update(args: argparse.Namespace) -> int:
         changes["allowed_models"] = operations.parse_models(args.models)
     if args.quota_usd is not None:
         changes["quota_nano"] = operations.parse_usd(args.quota_usd, "--quota-usd", param="--quota-usd")
+    for name in key_store.LIMITS:
+        value = getattr(args, name)
+        if value is not None:  # given: 0 clears the limit
+            changes[name] = value or None
     record = key_store.update_key(open_database(args), args.key, **changes)  # type: ignore[arg-type]
     print(f"updated key {record.name!r} (id {record.id})")
     return 0
@@ -105,6 +150,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--unlimited", action="store_true", help="no spending limit")
     p.add_argument("--expires", help="2026-12-31, an ISO time, or 30d / 12h from now")
     p.add_argument("--models", help="comma-separated allow-list of models or globs (default: all)")
+    add_limit_options(p, "(default: none)")
     p.set_defaults(func=create)
 
     p = group.add_parser("list", help="list keys")
@@ -130,9 +176,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--usd", required=True, help="amount to add (negative takes quota back)")
     p.set_defaults(func=topup)
 
-    p = group.add_parser("update", help="change a key's expiry, model allow-list or total quota")
+    p = group.add_parser("update", help="change a key's expiry, model allow-list, total quota or rate limits")
     p.add_argument("key", help="key name or id")
     p.add_argument("--expires", help="new expiry, or 'never'")
     p.add_argument("--models", help="new allow-list; empty string allows every model")
     p.add_argument("--quota-usd", help="new total quota in USD")
+    add_limit_options(p, "(0 removes the limit)")
     p.set_defaults(func=update)
+
+
+def add_limit_options(parser: argparse.ArgumentParser, note: str) -> None:
+    parser.add_argument("--rpm", type=limit_text, metavar="N", help=f"requests per minute {note}")
+    parser.add_argument("--tpm", type=limit_text, metavar="N", help=f"tokens per minute {note}")
+    parser.add_argument("--max-parallel", type=limit_text, metavar="N", help=f"requests in flight at once {note}")

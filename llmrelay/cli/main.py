@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from llmrelay.cli import keys, usage
+from llmrelay.cli import channels, keys, usage
 from llmrelay.config import ConfigError, load_config
+from llmrelay.operations import ChannelError
 from llmrelay.store.db import make_engine, migrate
 from llmrelay.store.keys import KeyOperationError
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys.add_commands(commands)
     usage.add_commands(commands)
+    channels.add_commands(commands)
     return parser
 
 
@@ -146,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled, rather than at exit
         return code
-    except (ConfigError, KeyOperationError) as exc:
+    except (ConfigError, KeyOperationError, ChannelError) as exc:
         print(f"llmrelay: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -194,7 +194,9 @@ class OpenAIStreamTap:
     def finish(self, usage: Usage) -> bytes:
         """What ends a complete stream: a synthesised usage chunk if the client asked, then [DONE]."""
         if self._client_wants_usage and self.usage is None:
-            first = next((chunk for chunk in self._chunks() if "id" in chunk), {})
+            # A non-empty id: Azure opens its streams with a choice-less `prompt_filter_results` chunk whose
+            # id, model and created are empty.
+            first = next((chunk for chunk in self._chunks() if chunk.get("id")), {})
             return data_event(usage_chunk(first, usage, self._chunk_object)) + DONE_EVENT
         return DONE_EVENT
 

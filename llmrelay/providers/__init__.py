@@ -1,12 +1,35 @@
-"""Outbound adaptors, one per upstream wire format, looked up by a channel's `type`."""
+"""Outbound adaptors, one per kind of upstream, looked up by a channel's `type`."""
 
+import aiohttp
+
+from llmrelay.config import ChannelConfig, RoutingConfig
 from llmrelay.providers.anthropic import AnthropicProvider
-from llmrelay.providers.base import Provider
+from llmrelay.providers.azure import AzureOpenAIProvider
+from llmrelay.providers.base import Channel, Provider
 from llmrelay.providers.gemini import GeminiProvider
 from llmrelay.providers.openai import OpenAICompatibleProvider
+from llmrelay.relay.errors import channel_secrets
+from llmrelay.relay.health import ChannelHealth
 
 PROVIDERS: dict[str, Provider] = {
     "openai": OpenAICompatibleProvider(),
     "anthropic": AnthropicProvider(),
     "gemini": GeminiProvider(),
+    "azure": AzureOpenAIProvider(),
 }
+
+
+def make_channel(config: ChannelConfig, session: aiohttp.ClientSession, routing: RoutingConfig) -> Channel:
+    """A configured channel, ready to call: its adaptor, session, timeouts, secrets and a fresh health record.
+
+    The read timer covers the wait for the reply's first byte; once a reply has begun the relay sets the
+    channel's idle limit instead (relay/pipeline.py, `_idle_from_now`)."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
+    return Channel(
+        config,
+        PROVIDERS[config.type],
+        session,
+        timeout,
+        channel_secrets(config.api_key, config.headers),
+        ChannelHealth(config.name, routing, config.max_parallel),
+    )

@@ -8,10 +8,11 @@ from typing import Any, Protocol, cast
 
 import aiohttp
 
-from llmrelay.config import ChannelConfig
+from llmrelay.config import ChannelConfig, RoutingConfig
 from llmrelay.formats.base import Completion, StreamDecoder
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
+from llmrelay.relay.health import ChannelHealth
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.multipart import MultipartForm
 
@@ -22,7 +23,8 @@ class Capability(StrEnum):
     CHAT = "chat"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
-    IMAGES = "images"
+    IMAGES = "images"  # generations and edits
+    IMAGE_VARIATIONS = "image variations"  # apart from IMAGES: Azure OpenAI has edits but no variations
     SPEECH = "speech"
     TRANSCRIPTION = "transcription"
     MODERATION = "moderation"
@@ -90,31 +92,47 @@ class OpenAICompatible(Provider, Protocol):
 
     def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> StreamTap: ...
 
+    def reports_stream_usage(self, channel: ChannelConfig) -> bool:
+        """Whether the upstream takes `stream_options.include_usage` (older Azure API versions refuse it)."""
+        ...
+
     def json_request(
         self,
         channel: ChannelConfig,
         path: str,
+        upstream_model: str,
         raw: bytes,
         body: dict[str, Any],
         new_model: str | None,
         changes: dict[str, Any] | None = None,
-    ) -> UpstreamRequest: ...
+    ) -> UpstreamRequest:
+        """`upstream_model` is the model called, whether or not the body names it (Azure's URL does);
+        `new_model` is the name to write into the body, None to leave the client's as sent."""
+        ...
 
     def multipart_request(
-        self, channel: ChannelConfig, path: str, form: MultipartForm, changes: dict[str, str]
+        self, channel: ChannelConfig, path: str, upstream_model: str, form: MultipartForm, changes: dict[str, str]
     ) -> UpstreamRequest: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared by identity: a request's tried channels are a list
 class Channel:
-    """A configured upstream: its settings, its adaptor, its pooled HTTP session, and the secrets (its key and
-    header values) that must never reach a client or a log, as text and as bytes for scrubbing streams."""
+    """A configured upstream: its settings, its adaptor, its pooled HTTP session, the secrets (its key and
+    header values) that must never reach a client or a log, as text and as bytes for scrubbing streams, and
+    its health as the router sees it."""
 
     config: ChannelConfig
     provider: Provider
     session: aiohttp.ClientSession
     timeout: aiohttp.ClientTimeout
     secret_bytes: tuple[bytes, ...] = ()
+    health: ChannelHealth = None  # type: ignore[assignment]  # made from the config when not given
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            object.__setattr__(
+                self, "health", ChannelHealth(self.config.name, RoutingConfig(), self.config.max_parallel)
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -46,11 +46,22 @@ class OpenAICompatibleProvider:
     capabilities = frozenset(Capability)
     inlines_images = False  # OpenAI-compatible servers fetch image URLs themselves
 
-    def _upstream(self, channel: ChannelConfig, path: str, body: bytes, content_type: str) -> UpstreamRequest:
-        headers = {"Content-Type": content_type, **channel.headers}
-        if channel.api_key:
-            headers["Authorization"] = f"Bearer {channel.api_key}"
-        return UpstreamRequest(f"{channel.base_url}{path}", headers, body)
+    def url(self, channel: ChannelConfig, path: str, upstream_model: str) -> str:
+        """Where an endpoint is called. OpenAI names the model in the body, so it is not part of the URL."""
+        return f"{channel.base_url}{path}"
+
+    def auth_headers(self, channel: ChannelConfig) -> dict[str, str]:
+        return {"Authorization": f"Bearer {channel.api_key}"} if channel.api_key else {}
+
+    def reports_stream_usage(self, channel: ChannelConfig) -> bool:
+        return True
+
+    def _upstream(
+        self, channel: ChannelConfig, path: str, upstream_model: str, body: bytes, content_type: str
+    ) -> UpstreamRequest:
+        # The channel's own key wins over a same-named header in its `headers:`.
+        headers = {"Content-Type": content_type, **channel.headers, **self.auth_headers(channel)}
+        return UpstreamRequest(self.url(channel, path, upstream_model), headers, body)
 
     def chat_request(
         self,
@@ -62,7 +73,7 @@ class OpenAICompatibleProvider:
     ) -> UpstreamRequest:
         """`default_max_output` is not needed: an OpenAI model without max_tokens writes up to its own limit."""
         changes, removals = reasoning_model_changes(request.body, upstream_model)
-        if request.stream and not request.include_usage:
+        if request.stream and not request.include_usage and self.reports_stream_usage(channel):
             changes.update(usage_requested(request.body))
         if max_output_cap is not None:
             changes[output_cap_field(upstream_model)] = max_output_cap
@@ -75,12 +86,13 @@ class OpenAICompatibleProvider:
             body = orjson.dumps({**kept, "model": upstream_model, **changes})
         elif new_model is not None or changes:
             body = splice_json_body(body, request.body, new_model, changes)
-        return self._upstream(channel, "/chat/completions", body, "application/json")
+        return self._upstream(channel, "/chat/completions", upstream_model, body, "application/json")
 
     def json_request(
         self,
         channel: ChannelConfig,
         path: str,
+        upstream_model: str,
         raw: bytes,
         body: dict[str, Any],
         new_model: str | None,
@@ -92,14 +104,14 @@ class OpenAICompatibleProvider:
                 changes = {**(changes or {}), "model": new_model}
                 new_model = None
             raw = splice_json_body(raw, body, new_model, changes or {})
-        return self._upstream(channel, path, raw, "application/json")
+        return self._upstream(channel, path, upstream_model, raw, "application/json")
 
     def multipart_request(
-        self, channel: ChannelConfig, path: str, form: MultipartForm, changes: dict[str, str]
+        self, channel: ChannelConfig, path: str, upstream_model: str, form: MultipartForm, changes: dict[str, str]
     ) -> UpstreamRequest:
         """A form upload, forwarded as sent unless fields (a mapped model name) must change."""
         body = form.with_fields(changes) if changes else form.raw
-        return self._upstream(channel, path, body, form.content_type)
+        return self._upstream(channel, path, upstream_model, body, form.content_type)
 
     def parse_chat_response(self, body: bytes) -> tuple[Usage | None, list[str]]:
         """The reported usage of a chat or completion reply, and (when there is none) its generated texts."""

@@ -11,7 +11,8 @@ import re
 
 
 class RelayError(Exception):
-    """An error with an HTTP status and OpenAI-style type/code/param."""
+    """An error with an HTTP status and OpenAI-style type/code/param, and the response headers that go with
+    it (Retry-After and rate-limit headers, which clients time their retries by)."""
 
     def __init__(
         self,
@@ -20,6 +21,7 @@ class RelayError(Exception):
         type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -27,6 +29,7 @@ class RelayError(Exception):
         self.type = type
         self.code = code
         self.param = param
+        self.headers = headers
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> RelayError:

@@ -47,6 +47,11 @@ class Job:
     client: ClientFormat = OPENAI_CLIENT  # the format the client speaks: errors mid-stream are written in it
     prompt_nonempty = True  # an upstream's report of 0 prompt tokens is then impossible, and counted offline
 
+    def rate_tokens(self) -> int:
+        """The tokens a key's tokens-per-minute limit is charged when the request is admitted (corrected to
+        the reported usage when it ends): none for jobs not billed by tokens."""
+        return 0
+
     def bound(self, price: Price) -> Usage:
         """The most this request can consume; its cost at `price` is what the reservation holds."""
         raise NotImplementedError
@@ -134,6 +139,11 @@ class TokenJob(Job):
 
     def budget(self) -> TokenBudget:
         raise NotImplementedError
+
+    def rate_tokens(self) -> int:
+        """Like OpenAI's own estimate: the prompt's size (about four bytes a token) and the output asked for."""
+        budget = self.budget()
+        return -(-budget.prompt_bound // 4) + (budget.max_output_tokens or 0) * budget.choices
 
     def exact_prompt_tokens(self, upstream_model: str) -> int | None:
         """An exact prompt count with our own tokenizer where it is the model's, else None."""

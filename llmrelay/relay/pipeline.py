@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 
@@ -39,8 +40,11 @@ from llmrelay.relay.errors import (
     upstream_timeout,
     upstream_unreachable,
 )
+from llmrelay.relay.failures import UpstreamFailure, status_failure
+from llmrelay.relay.health import Failure
 from llmrelay.relay.jobs import Job, Reply, TokenJob
-from llmrelay.relay.routing import Route, Router
+from llmrelay.relay.limits import LocalRateLimiter, RateLimiter
+from llmrelay.relay.routing import Candidates, Route, Router
 from llmrelay.relay.streaming import SseSplitter
 from llmrelay.store.cache import KeyState
 from llmrelay.store.schema import MAX_MODEL_NAME
@@ -59,26 +63,7 @@ class Outcome:
     http_status: int = 200
     usage: Usage | None = None
     usage_source: str = "upstream"
-
-
-def upstream_http_error(status: int, message: str, channel: Channel) -> RelayError:
-    """Relay an upstream error with its status, secrets removed.
-
-    401/403 from the upstream mean the gateway's own upstream credentials failed, not the client's key,
-    so the client gets 502 rather than an error its SDK would report as "your API key is wrong".
-    """
-    message = scrub_secrets(message, channel.secrets)
-    if status in (401, 403):
-        return RelayError(
-            502,
-            f"The upstream rejected the gateway's credentials ({status}): {message}",
-            "upstream_error",
-            "upstream_auth_failed",
-        )
-    kind = "invalid_request_error" if status < 500 else "upstream_error"
-    if status == 429:
-        kind = "rate_limit_error"
-    return RelayError(status, message, kind, f"upstream_{status}")
+    route: Route | None = None  # the route of the attempt under way (after it, the one that served)
 
 
 class Relay:
@@ -91,8 +76,12 @@ class Relay:
         ledger: QuotaLedger,
         recorder: UsageRecorder,
         images: ImageFetcher,
+        limiter: RateLimiter | None = None,
+        max_attempts: int = 3,
     ) -> None:
         self.router = router
+        self.limiter = limiter or LocalRateLimiter()
+        self.max_attempts = max_attempts
         self.prices = prices
         self.ledger = ledger
         self.recorder = recorder
@@ -110,44 +99,62 @@ class Relay:
             log.info("waiting for %d request(s) to settle before flushing usage", len(pending))
             await asyncio.wait(pending, timeout=timeout)
 
-    def route_and_price(self, key: KeyState, model: str, capability: Capability | None = None) -> tuple[Route, Price]:
-        """The route and price for a model this key may use, or the 404/400 the client should see."""
+    def candidates_and_price(
+        self, key: KeyState, model: str, capability: Capability | None = None
+    ) -> tuple[Candidates, Price]:
+        """The channels that may serve a model this key may use and its price, or the 404/400 the client
+        should see."""
         if len(model) > MAX_MODEL_NAME:
             raise bad_request(f"Model names are at most {MAX_MODEL_NAME} characters.", "model")
         if not key.may_use(model):
             raise model_not_found(model, "is not enabled for this API key")
-        route = self.router.resolve(model)
-        if route is None:
+        candidates = self.router.candidates(model)
+        if candidates is None:
             raise model_not_found(model)
+        route = candidates.first
         if capability is not None and capability not in route.channel.provider.capabilities:
             raise bad_request(f"The model `{model}` does not support {capability.value}.", "model", "unsupported_model")
         price = self.prices.lookup(model) or self.prices.lookup(route.upstream_model)
         if price is None:
             raise model_not_found(model, "has no price set on this gateway, so it cannot be billed")
-        return route, price
+        return candidates, price
+
+    def route_and_price(self, key: KeyState, model: str, capability: Capability | None = None) -> tuple[Route, Price]:
+        """The preferred route of a model and its price (for requests that are answered without failover)."""
+        candidates, price = self.candidates_and_price(key, model, capability)
+        return candidates.first, price
 
     async def run(self, http: HttpRequest, key: KeyState, job: Job) -> None:
-        route, price = self.route_and_price(key, job.model, job.capability)
-        reserved, cap = await job.plan(price, self.ledger.available_nano(key), route)
-        if not await self.ledger.reserve(key, reserved):
-            raise insufficient_quota(
-                "You exceeded your current quota: this request needs up to "
-                f"${nano_to_usd(reserved)} and the key's remaining balance cannot cover it. Top up the key"
-                + (" or lower max_tokens." if isinstance(job, TokenJob) else ".")
-            )
-        outcome = Outcome()
+        candidates, price = self.candidates_and_price(key, job.model, job.capability)
+        route = self._choose(job, candidates, ())  # no channel can take it now: a 503 at once
+        admission = None
+        if key.limits is not None:
+            admission = self.limiter.admit(key.id, key.limits, job.rate_tokens())
+            http.extra_headers = admission.headers
+        try:
+            reserved, cap = await job.plan(price, self.ledger.available_nano(key), route)
+            if not await self.ledger.reserve(key, reserved):
+                raise insufficient_quota(
+                    "You exceeded your current quota: this request needs up to "
+                    f"${nano_to_usd(reserved)} and the key's remaining balance cannot cover it. Top up the key"
+                    + (" or lower max_tokens." if isinstance(job, TokenJob) else ".")
+                )
+        except BaseException:
+            if admission is not None:
+                self.limiter.release(admission, 0)
+            raise
+        outcome = Outcome(route=route)
+        route.channel.health.in_flight += 1
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            await job.prepare(route, self.images)
-            upstream = job.upstream_request(route, cap)
             if job.reply is Reply.EVENTS and job.stream:
-                await self._relay_events(http, job, route, upstream, outcome)
+                await self._relay_events(http, job, candidates, cap, outcome)
             elif job.reply is Reply.BYTES:
-                await self._relay_bytes(http, job, route, upstream, outcome)
+                await self._relay_bytes(http, job, candidates, cap, outcome)
             else:
-                await self._relay_body(http, job, route, upstream, outcome)
+                await self._relay_body(http, job, candidates, cap, outcome)
         except RelayError as error:
             outcome.status, outcome.http_status = error.code or "error", error.status
             raise
@@ -158,11 +165,65 @@ class Relay:
             outcome.status, outcome.http_status = "internal_error", 500
             raise
         finally:
+            served = outcome.route
+            if served is not None:
+                served.channel.health.in_flight -= 1
             try:
-                await self._settle(http, key, job, route, price, reserved, outcome)
+                await self._settle(http, key, job, served or route, price, reserved, outcome)
             finally:
                 if task is not None:
                     self._inflight.discard(task)
+                if admission is not None:
+                    usage = outcome.usage
+                    self.limiter.release(admission, usage.prompt_tokens + usage.completion_tokens if usage else 0)
+
+    def _choose(self, job: Job, candidates: Candidates, tried: list[Channel]) -> Route:
+        """The next channel to try: one with the job's capability (a model may be listed by channels of
+        several types), never one this request already tried."""
+        while True:
+            route = self.router.choose(job.model, candidates, tried)
+            if job.capability in route.channel.provider.capabilities:
+                return route
+            tried = [*tried, route.channel]
+
+    async def _attempts(
+        self,
+        http: HttpRequest,
+        job: Job,
+        candidates: Candidates,
+        cap: int | None,
+        outcome: Outcome,
+        attempt: Attempt[T],
+    ) -> T:
+        """Run `attempt` on the request's channel and, while it fails in a way another channel may retry, on
+        the next ones (up to routing.max_attempts); the client gets the last failure's error. Each failure is
+        logged and counted in the channel's health; the route that served is left in `outcome.route`."""
+        tried: list[Channel] = []
+        route = outcome.route
+        assert route is not None
+        while True:
+            channel = route.channel
+            began = time.perf_counter()
+            try:
+                await job.prepare(route, self.images)
+                result = await attempt(route, job.upstream_request(route, cap))
+            except UpstreamFailure as failure:
+                channel.health.in_flight -= 1
+                outcome.route = None
+                resting = channel.health.failed(job.model, failure.kind, failure.detail, failure.retry_after)
+                tried.append(channel)
+                following = None
+                if len(tried) < self.max_attempts:
+                    with contextlib.suppress(RelayError):
+                        following = self._choose(job, candidates, tried)
+                log_failed_attempt(http, job.model, channel, failure, resting, len(tried), following)
+                if following is None:
+                    raise failure.error from None
+                route = outcome.route = following
+                following.channel.health.in_flight += 1
+                continue
+            channel.health.succeeded(job.model, int((time.perf_counter() - began) * 1000))
+            return result
 
     async def _settle(
         self, http: HttpRequest, key: KeyState, job: Job, route: Route, price: Price, reserved: int, outcome: Outcome
@@ -217,12 +278,14 @@ class Relay:
             )
         )
 
-    async def _abandon(self, job: Job, route: Route, outcome: Outcome, status: str) -> None:
+    async def _abandon(self, job: Job, outcome: Outcome, status: str) -> None:
         """Bill a request left while the upstream was working on it: the job's documented charge (token jobs:
         the prompt, counted offline; no completion)."""
         outcome.status, outcome.http_status = status, 499
+        if outcome.route is None:  # between two attempts: no upstream holds the request
+            return
         try:
-            abandoned = await job.abandoned_usage(route)
+            abandoned = await job.abandoned_usage(outcome.route)
         except Exception:
             log.exception("counting the prompt of an abandoned request failed; it is not charged")
             return
@@ -230,7 +293,9 @@ class Relay:
             outcome.usage, outcome.usage_source = abandoned
 
     async def _open(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
-        """Send the upstream request; an error status is read and raised as the client's error."""
+        """Send the upstream request and wait for its reply's headers (within the channel's first-byte time);
+        an error status, a timeout or a lost connection is raised as an UpstreamFailure when another
+        channel may retry it, else as the client's error."""
         began = time.perf_counter()
         try:
             response = await channel.session.post(
@@ -243,75 +308,81 @@ class Relay:
                     response.release()
                 # Scrubbed before the message is cut short, so no part of a secret survives a cut.
                 body = scrub_bytes(body, channel.secret_bytes)
-                raise upstream_http_error(response.status, channel.provider.error_message(body), channel)
+                raise status_failure(response.status, body, response.headers, channel)
             return response
         except TimeoutError:
-            raise upstream_timeout() from None
+            raise _timed_out("no reply") from None
         except aiohttp.ClientError as exc:
-            # The detail (host and port, OS error) is for the operator's log, not for clients.
-            log.warning(
-                "request %s: channel %s unreachable: %s",
-                http.request_id,
-                channel.config.name,
-                scrub_secrets(f"{type(exc).__name__}: {exc}", channel.secrets),
-            )
-            raise upstream_unreachable(type(exc).__name__) from None
+            raise _unreachable(channel, exc) from None
         finally:
             http.upstream_seconds += time.perf_counter() - began
 
-    async def _fetch_body(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> tuple[bytes, str]:
+    async def _read_reply(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> tuple[bytes, str]:
         """Call the upstream and read its whole reply: (body, content type)."""
         response = await self._open(http, channel, upstream)
+        _idle_from_now(response, channel)
         began = time.perf_counter()
         try:
             body = await response.read()
         except TimeoutError:
-            raise upstream_timeout() from None
+            raise _timed_out("the reply stopped arriving") from None
         except aiohttp.ClientError as exc:
-            raise upstream_unreachable(type(exc).__name__) from None
+            raise _unreachable(channel, exc) from None
         finally:
             response.release()
             http.upstream_seconds += time.perf_counter() - began
         return scrub_bytes(body, channel.secret_bytes), response.headers.get("content-type", "application/json")
 
     async def _relay_body(
-        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
+        self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
     ) -> None:
+        async def attempt(route: Route, upstream: UpstreamRequest) -> tuple[Usage, str, bytes, str]:
+            body, content_type = await self._read_reply(http, route.channel, upstream)
+            try:
+                return await job.finish_body(body, content_type, route)
+            except ValueError:
+                error = RelayError(
+                    502,
+                    "The upstream returned a reply this gateway cannot read.",
+                    "upstream_error",
+                    "bad_upstream_response",
+                )
+                raise UpstreamFailure(Failure.FAILED, error, "an unreadable reply") from None
+
         # A client that goes away while the upstream works cancels the upstream call (like a stream's client).
         task = asyncio.current_task()
         assert task is not None
         watcher = DisconnectWatch(http, task.cancel, delay=NON_STREAM_WATCH_DELAY)
         try:
-            body, content_type = await self._fetch_body(http, route.channel, upstream)
+            usage, source, body, content_type = await self._attempts(http, job, candidates, cap, outcome, attempt)
         except asyncio.CancelledError:
             # The watcher's cancel is ours to take back; any other (shutdown) is not.
             if watcher.gone and task.uncancel() == 0:
-                await self._abandon(job, route, outcome, "client_closed")
+                await self._abandon(job, outcome, "client_closed")
                 http.status = 499  # nothing was sent; the metrics count it as the client's close
                 return
-            await self._abandon(job, route, outcome, "cancelled")
+            await self._abandon(job, outcome, "cancelled")
             with contextlib.suppress(Exception):
                 await http.respond_error(cancellation(http))
             raise
         finally:
             watcher.stop()
-        try:
-            usage, source, body, content_type = await job.finish_body(body, content_type, route)
-        except ValueError:
-            raise RelayError(
-                502,
-                "The upstream returned a reply this gateway cannot read.",
-                "upstream_error",
-                "bad_upstream_response",
-            ) from None
         outcome.usage, outcome.usage_source = usage, source  # billed only once the reply is known to be usable
         await http.respond(200, body, content_type.encode())
 
     async def _relay_bytes(
-        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
+        self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
     ) -> None:
         """Relay a binary body (audio) chunk by chunk as it arrives; the job is billed on what it asked for."""
-        response = await self._open(http, route.channel, upstream)
+
+        async def attempt(route: Route, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
+            response = await self._open(http, route.channel, upstream)
+            _idle_from_now(response, route.channel)
+            return response
+
+        response = await self._attempts(http, job, candidates, cap, outcome, attempt)
+        route = outcome.route
+        assert route is not None
         content_type = response.headers.get("content-type", "application/octet-stream").encode()
         await http.start_response(200, [(b"content-type", content_type)])
         outcome.usage, outcome.usage_source = await job.meter(b"", route)
@@ -331,22 +402,58 @@ class Relay:
         if not watcher.gone:
             await http.send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _open_stream(
+        self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """Open an upstream event stream and read its first bytes (within the channel's first-byte time):
+        until then nothing has reached the client, and a failure may still go to another channel."""
+        response = await self._open(http, channel, upstream)
+        began = time.perf_counter()
+        try:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                error = RelayError(
+                    502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
+                )
+                raise UpstreamFailure(Failure.FAILED, error, "the reply is not an event stream")
+            first = await response.content.readany()
+            if not first:
+                raise UpstreamFailure(
+                    Failure.FAILED,
+                    upstream_unreachable("the stream ended before its first event"),
+                    "the stream ended before its first event",
+                )
+        except TimeoutError:
+            response.close()
+            raise _timed_out("no first event") from None
+        except aiohttp.ClientError as exc:
+            response.close()
+            raise _unreachable(channel, exc) from None
+        except UpstreamFailure:
+            response.close()
+            raise
+        finally:
+            http.upstream_seconds += time.perf_counter() - began
+        _idle_from_now(response, channel)
+        return response, first
+
     async def _relay_events(
-        self, http: HttpRequest, job: Job, route: Route, upstream: UpstreamRequest, outcome: Outcome
+        self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
     ) -> None:
         response: aiohttp.ClientResponse | None = None
         tap: StreamTap | None = None
         watcher: DisconnectWatch | None = None
+
+        async def attempt(route: Route, upstream: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
+            return await self._open_stream(http, route.channel, upstream)
+
         try:
-            response = await self._open(http, route.channel, upstream)
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                raise RelayError(
-                    502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
-                )
+            response, first = await self._attempts(http, job, candidates, cap, outcome, attempt)
             await http.start_response(200, job.stream_headers())
+            route = outcome.route
+            assert route is not None
             tap = job.stream_tap(route)
             watcher = DisconnectWatch(http, response.close)
-            await self._pump(http, response, tap, outcome, watcher, route.channel.secret_bytes)
+            await self._pump(http, response, first, tap, outcome, watcher, route.channel.secret_bytes)
         except asyncio.CancelledError:
             # Cancelled (the gateway's shutdown limit): bill what was delivered, end the client's stream with
             # an error in its format if it is still there, and let the cancellation go on.
@@ -354,9 +461,9 @@ class Relay:
             if response is not None:
                 response.close()
             if tap is None:
-                await self._abandon(job, route, outcome, "cancelled")
+                await self._abandon(job, outcome, "cancelled")
             else:
-                await self._meter_cut_stream(job, route, tap, outcome)
+                await self._meter_cut_stream(job, tap, outcome)
             with contextlib.suppress(Exception):
                 if not http.response_started:
                     await http.respond_error(cancellation(http))
@@ -372,8 +479,11 @@ class Relay:
                     response.release()  # back to the keep-alive pool
                 else:
                     response.close()  # a broken or abandoned stream must not be reused
-        assert tap is not None and watcher is not None
+        assert tap is not None and watcher is not None and outcome.route is not None
+        route = outcome.route
         outcome.usage, outcome.usage_source = await job.meter_stream(tap, route)
+        if outcome.status in _CHANNEL_FAULTS:  # too late to retry, but the channel's record should show it
+            route.channel.health.failed(job.model, Failure.FAILED, _STREAM_FAILURES[outcome.status])
         if watcher.gone:
             return
         if outcome.status == "ok" and tap.done:
@@ -386,9 +496,10 @@ class Relay:
         await http.send({"type": "http.response.body", "body": tail, "more_body": False})
 
     @staticmethod
-    async def _meter_cut_stream(job: Job, route: Route, tap: StreamTap, outcome: Outcome) -> None:
+    async def _meter_cut_stream(job: Job, tap: StreamTap, outcome: Outcome) -> None:
+        assert outcome.route is not None
         try:
-            outcome.usage, outcome.usage_source = await job.meter_stream(tap, route)
+            outcome.usage, outcome.usage_source = await job.meter_stream(tap, outcome.route)
         except Exception:
             log.exception("metering a cancelled stream failed; it is not charged")
 
@@ -396,22 +507,27 @@ class Relay:
         self,
         http: HttpRequest,
         response: aiohttp.ClientResponse,
+        first: bytes,
         tap: StreamTap,
         outcome: Outcome,
         watcher: DisconnectWatch,
         secrets: tuple[bytes, ...],
     ) -> None:
-        """Relay events as they arrive; when the client goes away the watcher closes the upstream."""
+        """Relay events as they arrive (`first`: what the upstream has sent already); when the client goes
+        away the watcher closes the upstream."""
         splitter = SseSplitter()
         send = http.send
         try:
-            async for data in response.content.iter_any():
+            read = response.content.readany
+            data = first
+            while data:
                 out = b"".join([piece for event in splitter.feed(data) if (piece := tap.feed(event))])
                 if out:
                     out = scrub_bytes(out, secrets)  # whole events: a secret cannot straddle two sends
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if watcher.gone:
                     break
+                data = await read()
             last = splitter.remainder()
             if last.endswith(b"\n") and not watcher.gone:  # a final event without its blank line
                 piece = tap.feed(last + b"\n")
@@ -427,6 +543,59 @@ class Relay:
             outcome.status, outcome.http_status = "bad_upstream_stream", 502
         if watcher.gone:
             outcome.status, outcome.http_status = "client_closed", 499
+
+
+T = TypeVar("T")
+Attempt = Callable[[Route, UpstreamRequest], Awaitable[T]]
+# How a stream that began can fail on the channel's side (counted in its health; no retry is possible).
+_CHANNEL_FAULTS = frozenset({"upstream_timeout", "upstream_disconnected", "bad_upstream_stream"})
+
+
+def _idle_from_now(response: aiohttp.ClientResponse, channel: Channel) -> None:
+    """The reply has begun: from now on the channel's idle limit, not its first-byte limit, bounds each wait
+    for more (aiohttp re-arms its read timer with this value on every read)."""
+    config = channel.config
+    connection = response.connection
+    if config.idle_timeout != config.first_byte_timeout and connection is not None and connection.protocol:
+        connection.protocol.read_timeout = config.idle_timeout
+
+
+def _timed_out(what: str) -> UpstreamFailure:
+    return UpstreamFailure(Failure.FAILED, upstream_timeout(), f"timed out ({what})")
+
+
+def _unreachable(channel: Channel, exc: aiohttp.ClientError) -> UpstreamFailure:
+    # The detail (host and port, OS error) is for the operator's log, not for clients.
+    detail = scrub_secrets(f"unreachable: {type(exc).__name__}: {exc}", channel.secrets)
+    return UpstreamFailure(Failure.FAILED, upstream_unreachable(type(exc).__name__), detail)
+
+
+def log_failed_attempt(
+    http: HttpRequest,
+    model: str,
+    channel: Channel,
+    failure: UpstreamFailure,
+    resting: float,
+    attempt: int,
+    following: Route | None,
+) -> None:
+    """One WARNING line per failed attempt: which channel, for which model, why, and what happens next."""
+    consequence = ""
+    if failure.kind is Failure.CREDENTIALS:
+        consequence = "; channel disabled"
+    elif resting:
+        consequence = f"; channel rests for this model {resting:.1f} s"
+    then = f"retrying on channel {following.channel.config.name}" if following else "no channel left to try"
+    log.warning(
+        "request %s: attempt %d for model %s on channel %s failed (%s)%s; %s",
+        http.request_id,
+        attempt,
+        model,
+        channel.config.name,
+        failure.detail,
+        consequence,
+        then,
+    )
 
 
 class DisconnectWatch:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from llmrelay.relay.limits import KeyLimits, key_limits
 from llmrelay.relay.patterns import ModelPatterns
 from llmrelay.store.keys import KeyRecord
 
@@ -24,6 +25,7 @@ class KeyState:
         "id",
         "key_hash",
         "key_prefix",
+        "limits",
         "name",
         "quota_nano",
         "request_count",
@@ -34,6 +36,7 @@ class KeyState:
 
     def __init__(self, record: KeyRecord, unflushed_nano: int = 0, unflushed_requests: int = 0) -> None:
         self.reserved_nano = 0
+        self.limits: KeyLimits | None = None
         self.update(record, unflushed_nano, unflushed_requests)
 
     def update(self, record: KeyRecord, unflushed_nano: int, unflushed_requests: int) -> None:
@@ -49,6 +52,9 @@ class KeyState:
         self.created_at = record.created_at
         self.allowed_names = record.allowed_models
         self.allowed = ModelPatterns(record.allowed_models) if record.allowed_models else None
+        limits = key_limits(record.rpm, record.tpm, record.max_parallel)
+        if limits != self.limits:  # unchanged limits stay the same object: the rate limiter keys on it
+            self.limits = limits
 
     @property
     def balance_nano(self) -> int | None:

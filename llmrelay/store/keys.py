@@ -25,6 +25,8 @@ log = logging.getLogger("llmrelay.keys")
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_BODY_LENGTH = 48
 STATUSES = ("active", "disabled", "deleted")
+LIMITS = ("rpm", "tpm", "max_parallel")  # a key's rate limits, as columns, fields and admin API params
+MAX_LIMIT = 10**9  # the largest limit a key can hold; it fits the columns (INTEGER) with room to spare
 MAX_NAME_LENGTH = 200  # the size of the name column (schema.py), which PostgreSQL enforces
 # The times a key may hold (Unix seconds): every one of them can be shown as a date (Python's datetime ends
 # with the year 9999), so nothing stored can break a listing.
@@ -57,6 +59,9 @@ class KeyRecord:
     updated_at: int
     last_used_at: int | None
     revision: int
+    rpm: int | None = None  # rate limits; None: no limit
+    tpm: int | None = None
+    max_parallel: int | None = None
     unreadable: tuple[str, ...] = ()  # stored fields that could not be read (see `_listed_record`)
 
     @property
@@ -136,6 +141,15 @@ def check_quota(quota_nano: object, param: str = "quota_usd") -> int | None:
     return quota_nano
 
 
+def check_limit(value: object, param: str) -> int | None:
+    """A rate limit a key may hold: None (no limit) or a whole number from 1 to MAX_LIMIT."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LIMIT:
+        raise KeyOperationError(f"{param} must be a whole number from 1 to {MAX_LIMIT:,} (none: no limit)", param)
+    return value
+
+
 def next_revision(conn: Connection) -> int:
     # The UPDATE takes a row lock held to commit, so revisions are handed out in commit order.
     conn.execute(update(revisions).where(revisions.c.name == "keys").values(value=revisions.c.value + 1))
@@ -148,8 +162,13 @@ def create_key(
     quota_nano: int | None,
     expires_at: int | None = None,
     allowed_models: list[str] | None = None,
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_parallel: int | None = None,
 ) -> tuple[KeyRecord, str]:
-    """Create a key; returns its record and the plaintext, which is shown once and never stored.
+    """Create a key; returns its record and the plaintext, which is shown once and never stored. Its rate
+    limits (requests and tokens per minute, requests in flight) are None for none.
 
     Every field is checked before anything is written: a key is created whole and usable, or not at all."""
     name = check_name(name)
@@ -158,6 +177,7 @@ def create_key(
         raise KeyOperationError("quota cannot be negative", "quota_usd")
     check_time(expires_at, "expires_at")
     allowed_models = check_models(allowed_models)
+    limits = {name: check_limit(value, name) for name, value in zip(LIMITS, (rpm, tpm, max_parallel), strict=True)}
     plaintext = generate_key()
     now = int(time.time())
     with engine.begin() as conn:
@@ -178,6 +198,7 @@ def create_key(
                     created_at=now,
                     updated_at=now,
                     revision=revision,
+                    **limits,
                 )
                 .returning(api_keys.c.id)
             ).scalar_one()
@@ -279,10 +300,18 @@ def update_key(
     allowed_models: list[str] | type[...] | None = ...,
     quota_nano: int | type[...] | None = ...,
     spent_nano: int = 0,
+    rpm: int | type[...] | None = ...,
+    tpm: int | type[...] | None = ...,
+    max_parallel: int | type[...] | None = ...,
 ) -> KeyRecord:
-    """Change expiry, model allow-list or total quota; `...` leaves a field as it is, None clears it. Every
-    value is checked before anything is written; a quota is never set below what the key has spent."""
-    values: dict[str, object] = {}
+    """Change expiry, model allow-list, total quota or rate limits; `...` leaves a field as it is, None
+    clears it. Every value is checked before anything is written; a quota is never set below what the key
+    has spent."""
+    values: dict[str, object] = {
+        name: check_limit(value, name)
+        for name, value in zip(LIMITS, (rpm, tpm, max_parallel), strict=True)
+        if value is not ...
+    }
     if expires_at is not ...:
         values["expires_at"] = check_time(expires_at, "expires_at")
     if allowed_models is not ...:

@@ -40,6 +40,10 @@ api_keys = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("last_used_at", BigInteger, nullable=True),
     Column("revision", BigInteger, nullable=False, server_default="0"),
+    # Rate limits (migration 0005); NULL: no limit. Whole numbers up to 10**9 (store/keys.py checks them).
+    Column("rpm", Integer, nullable=True),  # requests per minute
+    Column("tpm", Integer, nullable=True),  # tokens per minute
+    Column("max_parallel", Integer, nullable=True),  # requests in flight at once
     Index(
         "uq_api_keys_live_name",
         "name",
@@ -78,6 +82,30 @@ usage_records = Table(
     Index("ix_usage_records_key_time", "key_id", "created_ms"),
     Index("ix_usage_records_time", "created_ms"),
     Index("ix_usage_records_request_id", "request_id"),
+)
+
+# What the gateway last saw of each channel (written by it, off the request path, for `channels list`), and
+# the operator's last enable/disable, which every gateway applies when `operator_revision` passes its own.
+channel_states = Table(
+    "channel_states",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("status", String(16), nullable=False, server_default="ok"),  # "ok" or "disabled"
+    Column("disabled_reason", Text, nullable=True),
+    Column("disabled_by", String(16), nullable=True),  # "operator" or "gateway"
+    Column("cooling_until", BigInteger, nullable=True),  # Unix seconds
+    Column("cooling_models", Text, nullable=True),  # comma-separated
+    Column("in_flight", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", BigInteger, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("successes", BigInteger, nullable=False, server_default="0"),
+    Column("failures", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("operator_status", String(16), nullable=True),  # "enabled" or "disabled"
+    Column("operator_reason", Text, nullable=True),
+    Column("operator_revision", BigInteger, nullable=False, server_default="0"),
+    Index("ix_channel_states_operator_revision", "operator_revision"),
 )
 
 # Monotonic counters; bumping one inside a transaction tells every gateway node what changed.

@@ -6,12 +6,16 @@ cache at once (other nodes see it at their next poll).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hmac
 from typing import TYPE_CHECKING, Any
 
 from llmrelay import operations
 from llmrelay.relay.auth import presented_key
 from llmrelay.relay.errors import RelayError, bad_request
+from llmrelay.relay.probe import probe_channel
+from llmrelay.store import channels as channel_store
 from llmrelay.store import keys as key_store
 from llmrelay.store.keys import KeyOperationError
 from llmrelay.surfaces.http import HttpRequest, parse_json_body
@@ -78,8 +82,9 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
     elif parts == ["keys"] and method == "POST":
         body = await _body(gw, http)
         # Passed as sent: create_key checks every field's type and range before anything is written.
+        limits = {name: body.get(name) for name in key_store.LIMITS}
         record, plaintext = await run(
-            operations.create_key,
+            functools.partial(operations.create_key, **limits),
             engine,
             body.get("name", ""),
             body.get("quota_usd"),
@@ -100,6 +105,9 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
             changes["allowed_models"] = operations.parse_models(body["models"])
         if "quota_usd" in body:
             changes["quota_nano"] = operations.parse_usd(body["quota_usd"], "quota_usd", param="quota_usd")
+        for name in key_store.LIMITS:
+            if name in body:  # null removes the limit
+                changes[name] = operations.parse_limit(body[name], name)
         spent = await _live_spend(gw, parts[1])
         record = await run(lambda: key_store.update_key(engine, parts[1], **changes, spent_nano=spent))
         await http.respond_json(200, await _key_json(gw, record))
@@ -126,7 +134,43 @@ async def _dispatch(gw: Gateway, http: HttpRequest, method: str, parts: list[str
             key_id = (await run(key_store.get_key, engine, query["key"])).id
         report = await run(operations.usage_report, engine, period, key_id, gw.recorder.pending())
         await http.respond_json(200, report)
+    elif parts and parts[0] == "channels":
+        await _channels(gw, http, method, parts[1:])
     else:
-        raise RelayError(
-            404, f"No admin endpoint {method} /admin/{'/'.join(parts)}.", "invalid_request_error", "not_found"
-        )
+        raise _no_endpoint(method, parts)
+
+
+def _no_endpoint(method: str, parts: list[str]) -> RelayError:
+    return RelayError(
+        404, f"No admin endpoint {method} /admin/{'/'.join(parts)}.", "invalid_request_error", "not_found"
+    )
+
+
+async def _channels(gw: Gateway, http: HttpRequest, method: str, rest: list[str]) -> None:
+    """GET /admin/channels; POST /admin/channels/{name}/test|enable|disable (this node at once, the others
+    through the database within their poll interval)."""
+    configs = gw.config.channels
+    if not rest and method == "GET":
+        live = {name: channel.health.view() for name, channel in gw.monitor.channels.items()}
+        views = operations.channel_views(configs, {}, live)
+        await http.respond_json(200, {"object": "list", "data": views})
+        return
+    if len(rest) != 2 or method != "POST" or rest[1] not in ("test", "enable", "disable"):
+        raise _no_endpoint(method, ["channels", *rest])
+    name, action = rest
+    channel = gw.monitor.channels.get(name)
+    if channel is None:
+        raise RelayError(404, f"No channel named {name!r}.", "invalid_request_error", "not_found", "name")
+    if action == "test":
+        result = await probe_channel(channel)
+        await http.respond_json(200, {"object": "channel.test", **dataclasses.asdict(result)})
+        return
+    reason = None
+    if action == "disable":
+        reason = (await _body(gw, http)).get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise bad_request("'reason' must be a string", "reason")
+    command = await gw.run_db(channel_store.record_command, gw.engine, name, action == "enable", reason)
+    gw.monitor.apply(command)
+    live = {name: channel.health.view()}
+    await http.respond_json(200, operations.channel_views([c for c in configs if c.name == name], {}, live)[0])

@@ -14,6 +14,7 @@ from llmrelay.metering.money import nano_to_usd
 from llmrelay.operations import cents, day_start
 from llmrelay.relay.auth import authenticate
 from llmrelay.relay.errors import bad_request
+from llmrelay.relay.limits import NO_LIMITS, KeyLimits
 from llmrelay.store.keys import KeyOperationError
 from llmrelay.store.usage import daily_costs
 from llmrelay.surfaces.http import HttpRequest
@@ -79,6 +80,16 @@ async def usage(gw: Gateway, http: HttpRequest) -> None:
     )
 
 
+def rate_limits(limits: KeyLimits | None) -> dict[str, int | None]:
+    """A key's rate limits under the names user_info has always shown (null: no limit)."""
+    limits = limits or NO_LIMITS
+    return {
+        "requests_per_minute": limits.rpm,
+        "tokens_per_minute": limits.tpm,
+        "max_parallel_requests": limits.max_parallel,
+    }
+
+
 async def user_info(gw: Gateway, http: HttpRequest) -> None:
     key = authenticate(gw.keys, http)
     quota = key.quota_nano
@@ -98,6 +109,6 @@ async def user_info(gw: Gateway, http: HttpRequest) -> None:
             "allowed_models": list(key.allowed_names) if key.allowed_names else None,
             "expires_at": key.expires_at,
             "created_at": key.created_at,
-            "limits": {"max_body_bytes": gw.config.max_body_bytes, "requests_per_minute": None},
+            "limits": {"max_body_bytes": gw.config.max_body_bytes, **rate_limits(key.limits)},
         },
     )

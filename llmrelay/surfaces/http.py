@@ -38,6 +38,7 @@ class HttpRequest:
     __slots__ = (
         "body_timeout",
         "deadline_passed",
+        "extra_headers",
         "method",
         "overhead_reported",
         "path",
@@ -65,6 +66,7 @@ class HttpRequest:
         self.path_params: dict[str, str] = {}  # the `{name}` parts of a templated route
         self.body_timeout = DEFAULT_BODY_TIMEOUT
         self.deadline_passed = False  # set when the whole request ran past limits.request_timeout
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None  # sent on any response (rate-limit state)
         HttpRequest._counter += 1
         # Process-unique and cheap: a random per-process prefix and a counter (no uuid on the hot path).
         self.request_id = f"req-{_REQUEST_ID_PREFIX}{HttpRequest._counter:012x}"
@@ -145,14 +147,23 @@ class HttpRequest:
         self, status: int, headers: Iterable[tuple[bytes, bytes]], content_length: int | None = None
     ) -> None:
         all_headers = [*headers, *self.timing_headers()]
+        if self.extra_headers:
+            all_headers += self.extra_headers
         if content_length is not None:
             all_headers.append((b"content-length", str(content_length).encode()))
         self.status = status
         self.response_started = True
         await self.send({"type": "http.response.start", "status": status, "headers": all_headers})
 
-    async def respond(self, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
-        await self.start_response(status, [(b"content-type", content_type)], len(body))
+    async def respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: bytes = b"application/json",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        all_headers = [(b"content-type", content_type), *headers] if headers else [(b"content-type", content_type)]
+        await self.start_response(status, all_headers, len(body))
         await self.send({"type": "http.response.body", "body": body})
 
     async def respond_json(self, status: int, payload: object) -> None:
@@ -160,7 +171,7 @@ class HttpRequest:
 
     async def respond_error(self, error: RelayError) -> None:
         status, body = self.render_error(error)
-        await self.respond(status, body)
+        await self.respond(status, body, headers=error.headers)
 
 
 def payload_too_large(limit: int) -> RelayError:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmrelay import __version__
+from llmrelay.store.keys import MAX_LIMIT
 from llmrelay.surfaces.http import HttpRequest
 
 if TYPE_CHECKING:
@@ -86,6 +87,19 @@ USD: Schema = {
     "minimum": 0,
     "description": "US dollars, written exactly (a decimal number, never rounded); never negative.",
 }
+LIMIT: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+
+
+def key_limits(null: str) -> dict[str, Schema]:
+    """A key's rate limits, as the key JSON shows them and the admin API takes them; `null` says what null
+    does."""
+    return {
+        "rpm": nullable({**LIMIT, "description": f"Requests per minute; {null}"}),
+        "tpm": nullable({**LIMIT, "description": f"Tokens per minute (prompt and completion); {null}"}),
+        "max_parallel": nullable({**LIMIT, "description": f"Requests in flight at once; {null}"}),
+    }
+
+
 BINARY: Schema = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
 MODEL: Schema = {**NON_EMPTY, "description": "A model the gateway serves.", "examples": EXAMPLE_MODELS}
 
@@ -723,7 +737,15 @@ ACCOUNT_SCHEMAS: dict[str, Schema] = {
             "allowed_models": nullable(array(STRING)),
             "expires_at": nullable(INTEGER),
             "created_at": nullable(INTEGER),
-            "limits": obj({"max_body_bytes": INTEGER, "requests_per_minute": nullable(INTEGER)}),
+            "limits": obj(
+                {
+                    "max_body_bytes": INTEGER,
+                    "requests_per_minute": nullable(LIMIT),
+                    "tokens_per_minute": nullable(LIMIT),
+                    "max_parallel_requests": nullable(LIMIT),
+                },
+                description="The key's rate limits; null: no limit.",
+            ),
         },
         ("object", "name", "status", "unlimited", "quota_usd", "balance_usd", "used_usd", "request_count"),
     ),
@@ -739,6 +761,7 @@ ACCOUNT_SCHEMAS: dict[str, Schema] = {
             "balance_usd": nullable(USD),
             "request_count": INTEGER,
             "allowed_models": nullable(array(STRING)),
+            **key_limits("null: no limit."),
             "expires_at": TIMESTAMP,
             "created_at": TIMESTAMP,
             "last_used_at": TIMESTAMP,
@@ -772,18 +795,23 @@ ACCOUNT_SCHEMAS: dict[str, Schema] = {
                 "anyOf": [array(STRING), STRING, {"type": "null"}],
                 "description": "Allowed models (names or globs, a list or comma-separated); empty for all.",
             },
+            **key_limits("null or absent: no limit."),
         },
         ("name",),
         description="Give `quota_usd` or `unlimited: true`.",
-        examples=[{"name": "bob", "quota_usd": "10", "models": ["gpt-4o-mini"], "expires_at": "30d"}],
+        examples=[
+            {"name": "bob", "quota_usd": "10", "models": ["gpt-4o-mini"], "expires_at": "30d"},
+            {"name": "carol", "unlimited": True, "rpm": 60, "tpm": 100_000, "max_parallel": 4},
+        ],
     ),
     "UpdateKeyRequest": obj(
         {
             "quota_usd": {"type": ["string", "number"], "description": "The new total quota in USD."},
             "expires_at": {"type": ["string", "integer", "null"]},
             "models": {"anyOf": [array(STRING), STRING, {"type": "null"}]},
+            **key_limits("null removes the limit."),
         },
-        examples=[{"expires_at": "2099-12-31"}],
+        examples=[{"expires_at": "2099-12-31"}, {"rpm": 60, "tpm": None}],
     ),
     "TopUpRequest": obj(
         {

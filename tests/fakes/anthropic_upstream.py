@@ -532,6 +532,9 @@ class FakeAnthropic(FakeServer):
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
 
+    def error_response(self, status: int) -> web.Response:
+        return _error(status)
+
     async def _admit(
         self, request: web.Request, allowed: frozenset[str], *, needs_max_tokens: bool
     ) -> tuple[dict[str, Any], web.Response | None]:

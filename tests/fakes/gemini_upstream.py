@@ -956,6 +956,9 @@ class FakeGemini(FakeServer):
         app.router.add_post("/{version}/models/{target}", self.dispatch)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
+    def error_response(self, status: int) -> web.Response:
+        return _directed_error(status, "the-model", "v1beta")
+
     # ---- plumbing ---------------------------------------------------------------------------------------------
 
     async def _record(self, request: web.Request) -> bytes:

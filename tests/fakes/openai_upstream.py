@@ -54,6 +54,7 @@ import struct
 import time
 import wave
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ from aiohttp import web
 from tests.fakes.server import FakeServer, Received
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-do-not-leak-0123456789"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DIRECTIVE = re.compile(r"#fake:([a-z]+)(?:=(\S+))?")
 TOOL_CALL_TOKENS = 12  # completion tokens reported per tool call
 REASONING_TOKENS = 7  # what "o1*" chat models report in completion_tokens_details.reasoning_tokens
@@ -446,23 +448,48 @@ class FakeOpenAI(FakeServer):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def endpoints(self) -> dict[str, Handler]:
+        """Each endpoint's path after the base URL, and its handler (what an OpenAI-shaped fake serves)."""
+        return {
+            "/chat/completions": self.chat,
+            "/embeddings": self.embeddings,
+            "/images/generations": self.image_generations,
+            "/images/edits": self.image_edits,
+            "/images/variations": self.image_variations,
+            "/audio/speech": self.speech,
+            "/audio/transcriptions": self.transcriptions,
+            "/audio/translations": self.translations,
+            "/completions": self.completions,
+            "/moderations": self.moderations,
+        }
+
     def routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_post("/v1/embeddings", self.embeddings)
-        app.router.add_post("/v1/images/generations", self.image_generations)
-        app.router.add_post("/v1/images/edits", self.image_edits)
-        app.router.add_post("/v1/images/variations", self.image_variations)
-        app.router.add_post("/v1/audio/speech", self.speech)
-        app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
-        app.router.add_post("/v1/audio/translations", self.translations)
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_post("/v1/moderations", self.moderations)
+        for path, handler in self.endpoints().items():
+            app.router.add_post(f"/v1{path}", handler)
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a request without the channel's credentials (None: it may go on)."""
+        if request.headers.get("Authorization") != f"Bearer {UPSTREAM_SECRET}":
+            return _error(401)
+        return None
+
+    # Fields an OpenAI-compatible upstream adds to OpenAI's chat shapes (Azure: content filter results).
+    def choice_extras(self) -> dict[str, Any]:
+        """Added to every chat choice, streamed or not."""
+        return {}
+
+    def stream_opening(self) -> list[dict[str, Any]]:
+        """Chunks sent before a chat stream's first choice chunk."""
+        return []
+
+    def error_response(self, status: int) -> web.Response:
+        return _error(status)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         self.state.requests.append(Received(request.path, dict(request.headers), raw))
-        if request.headers.get("Authorization") != f"Bearer {UPSTREAM_SECRET}":
-            return _error(401)
+        if (refused := self.refusal(request)) is not None:
+            return refused
         body = orjson.loads(raw)
         messages = body["messages"]
         directives = _directives(messages)
@@ -518,7 +545,7 @@ class FakeOpenAI(FakeServer):
         elif "json" in directives:
             message["content"] = '{"answer": 42}'
         choices = [
-            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish, **self.choice_extras()}
             for i in range(body.get("n") or 1)
         ]
         reply = {"object": "chat.completion", **common, "choices": choices}
@@ -532,16 +559,17 @@ class FakeOpenAI(FakeServer):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and usage is not None
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, index: int = 0) -> bytes:
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             payload: dict[str, Any] = {
                 "object": "chat.completion.chunk",
                 **common,
-                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{**choice, **self.choice_extras()}],
             }
             if include_usage:
                 payload["usage"] = None
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
-        pieces: list[bytes] = []
+        pieces = [b"data: " + orjson.dumps(opening) + b"\n\n" for opening in self.stream_opening()]
         for index in range(body.get("n") or 1):
             pieces.append(chunk({"role": "assistant", "content": "", "refusal": None}, index=index))
             if "tools" in directives:
@@ -594,9 +622,7 @@ class FakeOpenAI(FakeServer):
         """Record the request like chat does; the response is set when it must be refused (bad key)."""
         raw = await request.read()
         self.state.requests.append(Received(request.path, dict(request.headers), raw))
-        if request.headers.get("Authorization") != f"Bearer {UPSTREAM_SECRET}":
-            return raw, _error(401)
-        return raw, None
+        return raw, self.refusal(request)
 
     async def _json(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
         raw, refused = await self._receive(request)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -31,11 +32,29 @@ class FakeState:
     completed_streams: int = 0
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How a fake upstream misbehaves for one request (see FakeServer.inject): wait `hang` seconds first
+    (past a gateway's first-byte timeout), then drop the connection without a reply, answer 200 with a body
+    that is not JSON, or answer the error `status` in the provider's own error shape with `headers`
+    (Retry-After, ...) and, if given, `body` instead of the provider's usual error body. A fault with
+    none of these only delays the real reply."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    hang: float = 0.0
+    drop: bool = False
+    malformed: bool = False
+
+
 class FakeServer:
     """Subclasses add their routes in `routes`; `base_url` is the URL as the provider's SDK takes it."""
 
     def __init__(self) -> None:
         self.state = FakeState()
+        self.faults: collections.deque[Fault] = collections.deque()  # one each for the next requests
+        self.standing_fault: Fault | None = None  # for every request while set
         self.port = 0
         self._ids = itertools.count(1)  # for reply ids
         self._loop = asyncio.new_event_loop()
@@ -49,13 +68,47 @@ class FakeServer:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
+    def error_response(self, status: int) -> web.Response:
+        """An error reply of `status` in the provider's own shape."""
+        raise NotImplementedError
+
+    def inject(self, *faults: Fault) -> None:
+        """Misbehave once per fault, for the next requests in order (set `standing_fault` for all of them)."""
+        self.faults.extend(faults)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self.standing_fault = None
+
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        fault = self.faults.popleft() if self.faults else self.standing_fault
+        if fault is None:
+            return await handler(request)
+        if fault.hang:
+            await asyncio.sleep(fault.hang)
+        if fault.status is None and not fault.drop and not fault.malformed:
+            return await handler(request)  # only delayed: the handler records the request
+        raw = await request.read()
+        self.state.requests.append(Received(request.path, dict(request.headers), raw))
+        if fault.drop:
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response()
+        if fault.malformed:
+            return web.Response(body=b'{"id": "broken", "choices": [', content_type="application/json")
+        if fault.body is not None:
+            return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+        response = self.error_response(fault.status)
+        response.headers.update(fault.headers)
+        return response
+
     def start(self) -> Self:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
 
     async def _start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._faults])
         self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

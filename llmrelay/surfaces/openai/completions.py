@@ -70,9 +70,11 @@ class CompletionJob(TokenJob):
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         new_model = route.upstream_model if route.upstream_model != self.model else None
-        changes = usage_requested(self.body) if self.stream and not self.include_usage else {}
-        return openai_passthrough(route.channel).json_request(
-            route.channel.config, self.path, self.raw, self.body, new_model, changes
+        provider = openai_passthrough(route.channel)
+        ask_usage = self.stream and not self.include_usage and provider.reports_stream_usage(route.channel.config)
+        changes = usage_requested(self.body) if ask_usage else {}
+        return provider.json_request(
+            route.channel.config, self.path, route.upstream_model, self.raw, self.body, new_model, changes
         )
 
     def stream_tap(self, route: Route) -> StreamTap:

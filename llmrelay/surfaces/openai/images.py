@@ -104,6 +104,8 @@ class ImageUploadJob(ImageBilling, MultipartPassthroughJob):
     def __init__(self, form: MultipartForm, endpoint: str) -> None:
         self.endpoint = f"images.{endpoint}"
         self.path = f"/images/{endpoint}"
+        if endpoint == "variations":  # a capability of its own: not every image provider has it (Azure)
+            self.capability = Capability.IMAGE_VARIATIONS
         MultipartPassthroughJob.__init__(self, form, form.field("model") or "dall-e-2")
         image = form.file("image")
         if image is None or not image.data:

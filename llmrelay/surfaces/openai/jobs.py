@@ -24,7 +24,7 @@ class JsonPassthroughJob(Job):
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         new_model = route.upstream_model if route.upstream_model != self.model else None
         return openai_passthrough(route.channel).json_request(
-            route.channel.config, self.path, self.raw, self.body, new_model
+            route.channel.config, self.path, route.upstream_model, self.raw, self.body, new_model
         )
 
 
@@ -42,7 +42,9 @@ class MultipartPassthroughJob(Job):
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
         changes = self.form_changes(route)
-        return openai_passthrough(route.channel).multipart_request(route.channel.config, self.path, self.form, changes)
+        return openai_passthrough(route.channel).multipart_request(
+            route.channel.config, self.path, route.upstream_model, self.form, changes
+        )
 
 
 class FixedUsageJob(Job):
