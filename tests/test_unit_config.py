@@ -131,6 +131,24 @@ def test_missing_variable_in_a_config_file(tmp_path: Path, env: dict[str, str]) 
         (CHANNEL + "    timeout: {read: -1}\n", "read"),
         (CHANNEL + "    timeout: {connect: fast}\n", "connect"),
         (CHANNEL + "    timeout: {connect: true}\n", "connect"),
+        (CHANNEL + "    timeout: {first_byte: 0}\n", "first_byte"),
+        (CHANNEL + "    timeout: {idel: 5}\n", "idel"),
+        (CHANNEL + "    priority: high\n", "priority"),
+        (CHANNEL + "    priority: 1.5\n", "priority"),
+        (CHANNEL + "    weight: 0\n", "weight"),
+        (CHANNEL + "    max_parallel: 0\n", "max_parallel"),
+        (CHANNEL + "    deployments: {gpt-4o: x}\n", "deployments"),  # azure channels only
+        (CHANNEL + "    probe_model: ''\n", "probe_model"),
+        (
+            CHANNEL.replace("type: openai", "type: azure").replace("    base_url: http://127.0.0.1:8000/v1\n", ""),
+            "base_url",
+        ),
+        (CHANNEL.replace("type: openai", "type: azure") + "    api_version: v1\n", "api_version"),
+        ("routing: 3\n", "routing"),
+        ("routing: {max_attempts: 0}\n", "max_attempts"),
+        ("routing: {retries: 2}\n", "retries"),
+        ("routing: {cooldown: 10, max_cooldown: 5}\n", "max_cooldown"),
+        ("routing: {probe_interval: -1}\n", "probe_interval"),
         (CHANNEL + CHANNEL.replace("channels:\n", "").replace("llama-3-8b", "other"), "unique"),
         ("prices: [1]\n", "prices"),
         ("prices: {my-model: 1}\n", "prices"),
@@ -435,3 +453,24 @@ def test_the_readme_config_example_loads(tmp_path: Path) -> None:
     assert config.prices.lookup("my-image-model").image_price("1024x1024/hd") == Decimal("80000000")
     assert config.prices.lookup("never-heard-of-it") is not None  # default_price
     assert config.max_body_bytes == 33554432 and config.admin_key == "admin"
+
+
+def test_the_routing_page_config_loads_as_documented(tmp_path: Path, env: dict[str, str]) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "routing.md").read_text()
+    text = re.search(r"```yaml\n(.*?)```", page, re.S).group(1)  # type: ignore[union-attr]
+    keys = {"OPENAI_API_KEY": "sk-1", "OPENAI_API_KEY_2": "sk-2", "AZURE_OPENAI_API_KEY": "az-3"}
+    config = load_config(write(tmp_path, text), {**env, **keys})
+    main, second, backup = config.channels
+    assert [(c.priority, c.weight) for c in config.channels] == [(10, 3), (10, 1), (0, 1)]
+    assert (main.max_parallel, main.connect_timeout, main.first_byte_timeout, main.idle_timeout) == (200, 5, 60, 30)
+    assert (backup.type, backup.deployments["gpt-4o"], backup.probed_model()) == ("azure", "gpt4o-prod", "gpt-4o-mini")
+    assert second.probed_model() == "gpt-4o"
+    assert (config.routing.max_attempts, config.routing.probe_interval) == (3, 60)
+
+
+def test_read_sets_first_byte_and_idle_and_routing_defaults(tmp_path: Path, env: dict[str, str]) -> None:
+    config = load_config(write(tmp_path, CHANNEL + "    timeout: {read: 7}\n"), env)
+    channel = config.channels[0]
+    assert (channel.first_byte_timeout, channel.idle_timeout, channel.priority, channel.weight) == (7, 7, 0, 1)
+    assert channel.max_parallel is None
+    assert (config.routing.max_attempts, config.routing.probe_interval) == (3, None)

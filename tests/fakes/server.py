@@ -85,12 +85,13 @@ class FakeServer:
         fault = self.faults.popleft() if self.faults else self.standing_fault
         if fault is None:
             return await handler(request)
+        received = Received(request.path, dict(request.headers), await request.read())
+        self.state.requests.append(received)  # seen at once, even if the caller gives up during the hang
         if fault.hang:
             await asyncio.sleep(fault.hang)
         if fault.status is None and not fault.drop and not fault.malformed:
-            return await handler(request)  # only delayed: the handler records the request
-        raw = await request.read()
-        self.state.requests.append(Received(request.path, dict(request.headers), raw))
+            self.state.requests.remove(received)  # only delayed: the handler records it
+            return await handler(request)
         if fault.drop:
             request.transport.close()  # type: ignore[union-attr]
             return web.Response()
