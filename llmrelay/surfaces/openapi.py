@@ -206,9 +206,12 @@ STATUS_TEXT = {
     "404": "Unknown model, a model the key may not use or that has no price, or an unknown resource.",
     "408": "The request body did not arrive in full within `limits.body_timeout`.",
     "413": "The body is larger than `limits.max_body_bytes` (an audio upload: larger than 25 MB).",
-    "429": "The key's quota cannot cover the request, or the upstream's rate limit.",
+    "429": "The key's quota cannot cover the request, the key is over one of its rate limits (with Retry-After), "
+    "or the upstream's rate limit (with the upstream's Retry-After, retry-after-ms and x-ratelimit-* headers).",
     "4XX": "Any other client error an upstream answered with, relayed with its status.",
     "502": "The upstream could not be reached, rejected the gateway's credentials, or answered unreadably.",
+    "503": "No channel of the model can take the request now (all resting after failures, at their "
+    "max_parallel, or disabled; with Retry-After), or the gateway is shutting down.",
     "504": "The upstream did not answer in time.",
     "5XX": "Any other server error an upstream answered with, relayed with its status.",
 }
@@ -220,7 +223,7 @@ HEADERS_TOO_LARGE: Schema = {
 TAG_SHAPES = {ANTHROPIC_TAG: "Anthropic", GEMINI_TAG: "Gemini"}
 
 # What every operation that calls an upstream may answer besides success.
-RELAYED = ("400", "401", "404", "413", "429", "4XX", "502", "504", "5XX")
+RELAYED = ("400", "401", "404", "413", "429", "4XX", "502", "503", "504", "5XX")
 
 
 def error_response(shape: str, code: str) -> Schema:
@@ -781,6 +784,42 @@ ACCOUNT_SCHEMAS: dict[str, Schema] = {
         ]
     },
     "KeyList": obj({"object": {"const": "list"}, "data": array(ref("Key"))}, ("object", "data")),
+    "Channel": obj(
+        {
+            "name": STRING,
+            "type": {"enum": ["openai", "anthropic", "gemini", "azure"]},
+            "base_url": STRING,
+            "models": array(STRING),
+            "priority": INTEGER,
+            "weight": INTEGER,
+            "max_parallel": nullable(INTEGER),
+            "state": {"enum": ["ok", "cooling_down", "disabled"]},
+            "disabled_reason": nullable(STRING),
+            "disabled_by": nullable({"enum": ["gateway", "operator"]}),
+            "cooling_until": nullable(INTEGER),
+            "cooling_models": array(STRING),
+            "in_flight": INTEGER,
+            "last_error": nullable(STRING),
+            "last_error_at": nullable(INTEGER),
+            "latency_ms": nullable(INTEGER),
+            "successes": INTEGER,
+            "failures": INTEGER,
+        },
+        ("name", "type", "priority", "weight", "state", "in_flight", "successes", "failures"),
+    ),
+    "ChannelList": obj({"object": {"const": "list"}, "data": array(ref("Channel"))}, ("object", "data")),
+    "ChannelTest": obj(
+        {
+            "object": {"const": "channel.test"},
+            "channel": STRING,
+            "model": nullable(STRING),
+            "ok": BOOLEAN,
+            "latency_ms": INTEGER,
+            "detail": STRING,
+        },
+        ("object", "channel", "model", "ok", "latency_ms", "detail"),
+    ),
+    "DisableChannelRequest": obj({"reason": {**STRING, "description": "Shown in `channels list`."}}),
     "DeletedKey": obj({"id": INTEGER, "name": STRING, "deleted": {"const": True}}, ("id", "name", "deleted")),
     "CreateKeyRequest": obj(
         {
@@ -958,11 +997,14 @@ def build_paths() -> dict[str, Schema]:
         "Forwarded to a Claude channel; on the model listing it asks for Anthropic's shape.",
     )
     anthropic_beta = header_param("anthropic-beta", STRING, "Forwarded to a Claude channel.")
-    anthropic_errors = errors("Anthropic", ("400", "401", "402", "404", "413", "429", "4XX", "502", "504", "5XX"))
+    anthropic_errors = errors(
+        "Anthropic", ("400", "401", "402", "404", "413", "429", "4XX", "502", "503", "504", "5XX")
+    )
     model_id = path_param(
         "model", {**NON_EMPTY, "examples": EXAMPLE_MODELS}, "A model id (may hold `/` and `:`, e.g. org/model)."
     )
     key_ref = path_param("ref", NON_EMPTY, "The key's name or numeric id.")
+    channel_name = path_param("name", NON_EMPTY, "The channel's name.")
     model_lists = {
         "anyOf": [ref("ModelList"), ref("AnthropicModelList"), ref("GeminiModelList")],
         "description": "OpenAI's shape; Anthropic's with `anthropic-version`; Gemini's with a Gemini key.",
@@ -1248,6 +1290,50 @@ def build_paths() -> dict[str, Schema]:
                 body=ref("TopUpRequest"),
                 parameters=[key_ref],
                 operation_id="adminTopUpKey",
+            )
+        },
+        "/admin/channels": {
+            "get": operation(
+                "List channels with their health",
+                ADMIN_TAG,
+                ADMIN,
+                {
+                    "200": ok(ref("ChannelList"), "Every configured channel, as this gateway sees it."),
+                    **admin_read_errors,
+                },
+                operation_id="adminListChannels",
+            )
+        },
+        "/admin/channels/{name}/test": {
+            "post": operation(
+                "Send a minimal chat request through a channel",
+                ADMIN_TAG,
+                ADMIN,
+                {"200": ok(ref("ChannelTest"), "What the upstream answered."), **admin_read_errors},
+                parameters=[channel_name],
+                operation_id="adminTestChannel",
+            )
+        },
+        "/admin/channels/{name}/enable": {
+            "post": operation(
+                "Put a channel back in service",
+                ADMIN_TAG,
+                ADMIN,
+                {"200": ok(ref("Channel"), "The channel."), **admin_read_errors},
+                parameters=[channel_name],
+                operation_id="adminEnableChannel",
+            )
+        },
+        "/admin/channels/{name}/disable": {
+            "post": operation(
+                "Take a channel out of service",
+                ADMIN_TAG,
+                ADMIN,
+                {"200": ok(ref("Channel"), "The channel."), **admin_errors},
+                body=ref("DisableChannelRequest"),
+                body_required=False,
+                parameters=[channel_name],
+                operation_id="adminDisableChannel",
             )
         },
         "/admin/usage": {
