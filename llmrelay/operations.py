@@ -23,7 +23,6 @@ from llmrelay.metering.money import MoneyError, nano_to_usd, usd_to_nano
 from llmrelay.relay.health import HealthView
 from llmrelay.store import keys as key_store
 from llmrelay.store.cache import KeyState
-from llmrelay.store.channels import StoredState
 from llmrelay.store.keys import (
     EARLIEST_TIME,
     LATEST_TIME,
@@ -312,31 +311,12 @@ def known_channel(channels: Sequence[ChannelConfig], name: str) -> ChannelConfig
     raise ChannelError(f"no channel named {name!r} (configured: {', '.join(c.name for c in channels) or 'none'})")
 
 
-def channel_views(
-    channels: Sequence[ChannelConfig],
-    stored: Mapping[str, StoredState],
-    live: Mapping[str, HealthView] | None = None,
-) -> list[dict[str, Any]]:
-    """Each configured channel as operators see it: its routing settings and its health, from this gateway
-    (`live`) or else from the last snapshot a gateway wrote (`stored`; a channel never seen is "ok")."""
-    now = int(time.time())
+def channel_views(channels: Sequence[ChannelConfig], health: Mapping[str, HealthView]) -> list[dict[str, Any]]:
+    """Each configured channel as operators see it: its routing settings and its health, from a gateway's
+    memory or the database (a channel never seen yet is "ok")."""
     views = []
     for config in channels:
-        health: dict[str, Any] = {"state": "ok", "cooling_until": None, "cooling_models": [], "in_flight": 0}
-        health.update(dict.fromkeys(("disabled_reason", "disabled_by", "last_error", "last_error_at"), None))
-        health.update({"latency_ms": None, "successes": 0, "failures": 0})
-        view = (live or {}).get(config.name)
-        if view is not None:
-            health.update({field: getattr(view, field) for field in health})
-            health["cooling_models"] = list(view.cooling_models)
-        elif config.name in stored:
-            state = stored[config.name]
-            health.update({field: getattr(state, field) for field in health if hasattr(state, field)})
-            health["cooling_models"] = state.cooling_models.split(",") if state.cooling_models else []
-            cooling = state.cooling_until is not None and state.cooling_until > now
-            health["state"] = "disabled" if state.status == "disabled" else "cooling_down" if cooling else "ok"
-            if not cooling:
-                health["cooling_until"], health["cooling_models"] = None, []
+        view = health.get(config.name) or HealthView.unseen(config.name)
         views.append(
             {
                 "name": config.name,
@@ -346,7 +326,8 @@ def channel_views(
                 "priority": config.priority,
                 "weight": config.weight,
                 "max_parallel": config.max_parallel,
-                **health,
+                **{field: getattr(view, field) for field in HealthView.__slots__ if field != "name"},
+                "cooling_models": list(view.cooling_models),
             }
         )
     return views

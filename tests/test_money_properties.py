@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from llmrelay.metering.pricing import BUILTIN_PRICES, Price, Usage, price_from_spec
 from llmrelay.metering.quota import QuotaLedger, Settlement, plan_reservation
-from llmrelay.store.cache import KeyState
-from llmrelay.store.keys import KeyRecord
+from tests.keys import key_state
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -124,26 +123,6 @@ REQUESTS = st.builds(
 )
 
 
-def make_key(quota_nano: int | None, used_nano: int) -> KeyState:
-    record = KeyRecord(
-        id=7,
-        name="prop",
-        key_hash="h",
-        key_prefix="sk-p",
-        status="active",
-        quota_nano=quota_nano,
-        used_nano=used_nano,
-        request_count=0,
-        allowed_models=None,
-        expires_at=None,
-        created_at=0,
-        updated_at=0,
-        last_used_at=None,
-        revision=1,
-    )
-    return KeyState(record)
-
-
 def reported_usage(request: Request, price: Price, cap: int | None) -> Usage | None:
     """What the upstream reports for the request (None: the call failed)."""
     output = (request.max_tokens or cap or price.max_output_tokens) * request.choices
@@ -168,7 +147,7 @@ def test_concurrent_requests_are_charged_exactly_and_never_overdraw(
     if quota is not None:
         spent = min(spent, quota)
     ledger = QuotaLedger()
-    key = make_key(quota, spent)
+    key = key_state(quota, spent)
     settled: list[tuple[Request, int, int, Settlement]] = []
 
     def check_balance() -> None:

@@ -18,6 +18,7 @@ from llmrelay.relay.limits import (
 )
 from llmrelay.store.cache import KeyState
 from llmrelay.store.keys import KeyRecord
+from tests.keys import key_record
 
 SECOND = 1_000_000_000
 KEY = 7
@@ -404,23 +405,7 @@ def test_the_local_limiter_is_a_rate_limiter(clock: Clock) -> None:
 
 
 def record(**limits: int | None) -> KeyRecord:
-    return KeyRecord(
-        id=KEY,
-        name="limited",
-        key_hash="0" * 64,
-        key_prefix="sk-AbCd...wxyz",
-        status="active",
-        quota_nano=None,
-        used_nano=0,
-        request_count=0,
-        allowed_models=None,
-        expires_at=None,
-        created_at=0,
-        updated_at=0,
-        last_used_at=None,
-        revision=1,
-        **limits,  # type: ignore[arg-type]
-    )
+    return key_record(id=KEY, **limits)
 
 
 def test_a_key_without_limits_has_none_and_unchanged_limits_stay_one_object() -> None:

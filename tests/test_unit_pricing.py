@@ -25,8 +25,7 @@ from llmrelay.metering.pricing import (
 )
 from llmrelay.metering.quota import QuotaLedger, plan_reservation
 from llmrelay.metering.tokens import count_chat_prompt, count_completion, count_text, encoding_name_for
-from llmrelay.store.cache import KeyState
-from llmrelay.store.keys import KeyRecord
+from tests.keys import key_state
 
 NANO = 1_000_000_000
 MILLION = 1_000_000
@@ -314,26 +313,6 @@ def test_usage_total_tokens() -> None:
 # --------------------------------------------------------------------------------------------------- quota
 
 
-def make_key(quota_nano: int | None, used_nano: int = 0) -> KeyState:
-    record = KeyRecord(
-        id=1,
-        name="k",
-        key_hash="h",
-        key_prefix="sk-x...abcd",
-        status="active",
-        quota_nano=quota_nano,
-        used_nano=used_nano,
-        request_count=0,
-        allowed_models=None,
-        expires_at=None,
-        created_at=0,
-        updated_at=0,
-        last_used_at=None,
-        revision=1,
-    )
-    return KeyState(record)
-
-
 GPT_4O = PRICES.lookup("gpt-4o")
 assert GPT_4O is not None
 # gpt-4o: 2500 nano per input token, 10000 nano per output token, 16384 max output tokens.
@@ -386,7 +365,7 @@ def test_cap_is_maximal_and_affordable_across_balances(price: Price, model_max: 
         if available >= full or available < 0:
             continue
         reserve, cap = plan_reservation(price, prompt, None, n, available)
-        key = make_key(available)
+        key = key_state(available)
         if cap is None:
             # Not even one token per choice is affordable: the reservation must be refused.
             assert price.cost_exact(Usage(prompt, n)) > available
@@ -401,7 +380,7 @@ def test_cap_is_maximal_and_affordable_across_balances(price: Price, model_max: 
 
 def test_zero_balance_is_refused() -> None:
     ledger = QuotaLedger()
-    key = make_key(5 * NANO, used_nano=5 * NANO)
+    key = key_state(5 * NANO, used_nano=5 * NANO)
     assert ledger.available_nano(key) == 0
     reserve, cap = plan_reservation(GPT_4O, 10, None, 1, ledger.available_nano(key))
     assert cap is None
@@ -416,7 +395,7 @@ def test_balance_covering_only_the_prompt_is_refused() -> None:
     reserve, cap = plan_reservation(GPT_4O, prompt, None, 1, available)
     assert cap is None
     assert reserve > available
-    assert asyncio.run(QuotaLedger().reserve(make_key(available), reserve)) is False
+    assert asyncio.run(QuotaLedger().reserve(key_state(available), reserve)) is False
 
 
 def test_choices_multiply_the_capped_output() -> None:
@@ -428,7 +407,7 @@ def test_choices_multiply_the_capped_output() -> None:
 
 
 def test_unlimited_key_is_never_capped() -> None:
-    key = make_key(None)
+    key = key_state(None)
     ledger = QuotaLedger()
     assert ledger.available_nano(key) is None
     reserve, cap = plan_reservation(GPT_4O, 100, None, 1, None)
@@ -441,7 +420,7 @@ def test_free_model_with_zero_balance_is_allowed() -> None:
     free = price_from_spec({"input": "0", "output": "0"})
     reserve, cap = plan_reservation(free, 1000, None, 1, 0)
     assert (reserve, cap) == (0, None)
-    assert asyncio.run(QuotaLedger().reserve(make_key(0), reserve))
+    assert asyncio.run(QuotaLedger().reserve(key_state(0), reserve))
 
 
 # --------------------------------------------------------------------------------------------------- ledger
@@ -450,7 +429,7 @@ def test_free_model_with_zero_balance_is_allowed() -> None:
 @pytest.mark.parametrize(("quota", "amount"), [(1000, 30), (1000, 1000), (999, 1000), (10**9, 7), (0, 1)])
 def test_concurrent_reservations_never_exceed_quota(quota: int, amount: int) -> None:
     ledger = QuotaLedger()
-    key = make_key(quota)
+    key = key_state(quota)
 
     async def one() -> bool:
         await asyncio.sleep(0)
@@ -473,7 +452,7 @@ def test_concurrent_reservations_never_exceed_quota(quota: int, amount: int) -> 
 def test_reserve_then_settle_concurrently_charges_exact_costs() -> None:
     ledger = QuotaLedger()
     quota = 10_000
-    key = make_key(quota, used_nano=1000)
+    key = key_state(quota, used_nano=1000)
 
     async def request(i: int) -> int:
         reserve = 500
@@ -498,7 +477,7 @@ def test_reserve_then_settle_concurrently_charges_exact_costs() -> None:
 
 def test_settle_moves_reserved_to_used_exactly() -> None:
     ledger = QuotaLedger()
-    key = make_key(NANO, used_nano=100)
+    key = key_state(NANO, used_nano=100)
 
     async def flow() -> None:
         assert await ledger.reserve(key, 700)
@@ -676,7 +655,7 @@ def test_the_reservation_covers_a_prompt_billed_at_its_dearest_rate(spec: dict[s
 
 def test_settlement_charges_at_most_the_reservation_and_returns_the_overrun() -> None:
     ledger = QuotaLedger()
-    key = make_key(20_000)
+    key = key_state(20_000)
 
     async def flow() -> None:
         assert await ledger.reserve(key, 11_850)

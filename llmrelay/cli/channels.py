@@ -19,8 +19,7 @@ from llmrelay.surfaces.http import dumps
 
 def list_(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    stored = channel_store.stored_states(open_database(args))
-    views = operations.channel_views(config.channels, stored)
+    views = operations.channel_views(config.channels, channel_store.stored_states(open_database(args)))
     if args.json:
         print(dumps(views).decode())
         return 0

@@ -55,6 +55,11 @@ class HealthView:
     successes: int
     failures: int
 
+    @classmethod
+    def unseen(cls, name: str) -> HealthView:
+        """A channel no gateway has reported on yet."""
+        return cls(name, "ok", None, None, None, (), 0, None, None, None, 0, 0)
+
 
 class ChannelHealth:
     """One channel's health. Updated by the relay after every attempt; read by the router on every pick."""

@@ -44,7 +44,7 @@ class ChannelMonitor:
         stored = await self._run_db(stored_states, self._engine)
         for name, state in stored.items():
             channel = self.channels.get(name)
-            if channel is not None and state.status == "disabled":
+            if channel is not None and state.state == "disabled":
                 by = DisabledBy.OPERATOR if state.disabled_by == DisabledBy.OPERATOR else DisabledBy.GATEWAY
                 channel.health.disable(state.disabled_reason or "disabled", by)
         await self.sync()

@@ -36,25 +36,6 @@ _SNAPSHOT_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class StoredState:
-    """A channel's row: the last snapshot a gateway wrote (or the last command), as `channels list` shows."""
-
-    name: str
-    status: str
-    disabled_reason: str | None
-    disabled_by: str | None
-    cooling_until: int | None
-    cooling_models: str | None
-    in_flight: int
-    last_error: str | None
-    last_error_at: int | None
-    latency_ms: int | None
-    successes: int
-    failures: int
-    updated_at: int
-
-
-@dataclass(frozen=True, slots=True)
 class Command:
     """An operator's enable or disable of a channel."""
 
@@ -75,7 +56,7 @@ def save_snapshots(engine: Engine, views: Iterable[HealthView]) -> None:
     rows = [
         {
             "name": view.name,
-            "status": "disabled" if view.disabled_reason else "ok",
+            "status": "disabled" if view.state == "disabled" else "ok",
             "disabled_reason": view.disabled_reason,
             "disabled_by": view.disabled_by,
             "cooling_until": view.cooling_until,
@@ -100,11 +81,31 @@ def save_snapshots(engine: Engine, views: Iterable[HealthView]) -> None:
         conn.execute(statement, rows)
 
 
-def stored_states(engine: Engine) -> dict[str, StoredState]:
+def stored_states(engine: Engine) -> dict[str, HealthView]:
+    """Each channel's row as operators see it: the last snapshot a gateway wrote, or the last command (a rest
+    that has ended shows as "ok")."""
     columns = [channel_states.c.name, *(channel_states.c[column] for column in _SNAPSHOT_COLUMNS)]
     with engine.connect() as conn:
         rows = conn.execute(select(*columns)).all()
-    return {row.name: StoredState(**row._mapping) for row in rows}
+    now = int(time.time())
+    views = {}
+    for row in rows:
+        cooling = row.cooling_until is not None and row.cooling_until > now
+        views[row.name] = HealthView(
+            name=row.name,
+            state="disabled" if row.status == "disabled" else "cooling_down" if cooling else "ok",
+            disabled_reason=row.disabled_reason,
+            disabled_by=row.disabled_by,
+            cooling_until=row.cooling_until if cooling else None,
+            cooling_models=tuple(row.cooling_models.split(",")) if cooling and row.cooling_models else (),
+            in_flight=row.in_flight,
+            last_error=row.last_error,
+            last_error_at=row.last_error_at,
+            latency_ms=row.latency_ms,
+            successes=row.successes,
+            failures=row.failures,
+        )
+    return views
 
 
 def command_revision(engine: Engine) -> int:

@@ -152,7 +152,7 @@ async def _channels(gw: Gateway, http: HttpRequest, method: str, rest: list[str]
     configs = gw.config.channels
     if not rest and method == "GET":
         live = {name: channel.health.view() for name, channel in gw.monitor.channels.items()}
-        views = operations.channel_views(configs, {}, live)
+        views = operations.channel_views(configs, live)
         await http.respond_json(200, {"object": "list", "data": views})
         return
     if len(rest) != 2 or method != "POST" or rest[1] not in ("test", "enable", "disable"):
@@ -173,4 +173,4 @@ async def _channels(gw: Gateway, http: HttpRequest, method: str, rest: list[str]
     command = await gw.run_db(channel_store.record_command, gw.engine, name, action == "enable", reason)
     gw.monitor.apply(command)
     live = {name: channel.health.view()}
-    await http.respond_json(200, operations.channel_views([c for c in configs if c.name == name], {}, live)[0])
+    await http.respond_json(200, operations.channel_views([c for c in configs if c.name == name], live)[0])
