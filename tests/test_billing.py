@@ -31,14 +31,18 @@ def record_for(gateway: Gateway, request_id: str) -> dict | None:
 def key_row(gateway: Gateway, name: str) -> dict:
     engine = gateway.engine()
     try:
+        # One statement, so the key's counters and its records are read at one moment (two SELECTs could
+        # straddle a usage batch being written).
+        mine = usage_records.c.key_id == api_keys.c.id
+        records_cost = select(func.coalesce(func.sum(usage_records.c.cost_nano), 0)).where(mine).scalar_subquery()
+        records = select(func.count()).select_from(usage_records).where(mine).scalar_subquery()
         with engine.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.name == name, api_keys.c.status != "deleted")).one()
-            spent = conn.execute(
-                select(func.coalesce(func.sum(usage_records.c.cost_nano), 0), func.count()).where(
-                    usage_records.c.key_id == row.id
+            row = conn.execute(
+                select(api_keys, records_cost.label("records_cost"), records.label("records")).where(
+                    api_keys.c.name == name, api_keys.c.status != "deleted"
                 )
             ).one()
-            return {**dict(row._mapping), "records_cost": int(spent[0]), "records": int(spent[1])}
+            return {**dict(row._mapping), "records_cost": int(row.records_cost), "records": int(row.records)}
     finally:
         engine.dispose()
 
