@@ -20,6 +20,7 @@ from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers import make_channel
 from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.images import ImageFetcher
+from llmrelay.relay.conversations import ConversationStore
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.monitor import ChannelMonitor
 from llmrelay.relay.pipeline import Relay, cancellation
@@ -34,6 +35,7 @@ from llmrelay.surfaces.paths import PathTable
 log = logging.getLogger("llmrelay")
 access_log = logging.getLogger("llmrelay.access")
 T = TypeVar("T")
+PURGE_SECONDS = 3600.0  # how often stored responses past their retention are deleted
 SETTLE_SECONDS = 15.0  # at shutdown, the longest wait for cancelled requests to bill what they delivered
 
 ROUTES = PathTable(
@@ -79,6 +81,7 @@ class Gateway:
         self._refresher: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         self.monitor = ChannelMonitor((), self.engine, self.run_db)
+        self.conversations = ConversationStore(self.engine, self.run_db, config.response_retention)
 
     async def run_db(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -122,6 +125,7 @@ class Gateway:
         # usage queue is flushed, so the flush finds their records.
         await self.relay.drain(SETTLE_SECONDS)
         await self.recorder.close()
+        await self.conversations.close()
         await self.pool.close()
         await self.images.close()
         await self.run_db(self.engine.dispose)
@@ -132,6 +136,7 @@ class Gateway:
         self.keys.apply(revision, records, self.recorder.unflushed)
 
     async def _refresh_forever(self) -> None:
+        purged = 0.0
         while True:
             await asyncio.sleep(self.config.key_refresh_seconds)
             try:
@@ -140,8 +145,11 @@ class Gateway:
                 log.exception("refreshing keys from the database failed; serving the cached keys")
             try:
                 await self.monitor.sync()
+                if time.monotonic() - purged > PURGE_SECONDS:
+                    purged = time.monotonic()
+                    await self.conversations.purge()
             except Exception:
-                log.exception("syncing channel states with the database failed")
+                log.exception("syncing channel states or purging stored responses failed")
 
     # ASGI ---------------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ DEFAULT_GEMINI_API_VERSION = "v1beta"  # the version every Gemini-compatible ser
 DEFAULT_AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's current GA data-plane version
 # Azure OpenAI has no default: its base URL is the operator's own resource (https://NAME.openai.azure.com).
 CHANNEL_TYPES = (*DEFAULT_BASE_URLS, "azure")
+DEFAULT_RESPONSE_RETENTION = 30 * 86_400  # seconds a stored response stays readable (stored_responses)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -54,6 +55,9 @@ class ChannelConfig:
     max_parallel: int | None = None  # requests in flight on this channel at most (None: no cap)
     deployments: dict[str, str] = field(default_factory=dict)  # azure: model -> deployment name
     probe_model: str | None = None  # the model `channels test` and the probe ask (None: the first listed)
+    # openai and azure channels: the upstream serves OpenAI's Responses API, so /v1/responses is forwarded as
+    # sent (otherwise it is translated to chat completions)
+    responses: bool = True
 
     def probed_model(self) -> str | None:
         """The model a health check asks for: `probe_model`, else the first concrete model the channel serves."""
@@ -106,6 +110,8 @@ class Config:
     access_log: bool = False
     image_fetch: ImageFetchConfig = field(default_factory=ImageFetchConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    # How long the gateway keeps responses of translated models for `previous_response_id` (seconds).
+    response_retention: int = DEFAULT_RESPONSE_RETENTION
 
 
 def interpolate_env(value: str, environ: dict[str, str] | os._Environ[str]) -> str:
@@ -188,7 +194,11 @@ _CHANNEL_OPTIONS = {
     "max_parallel",
     "probe_model",
 }
-_TYPE_OPTIONS = {"gemini": {"api_version"}, "azure": {"api_version", "deployments"}}
+_TYPE_OPTIONS = {
+    "openai": {"responses"},
+    "gemini": {"api_version"},
+    "azure": {"api_version", "deployments", "responses"},
+}
 
 
 def _api_version(raw: dict[str, object], kind: str, where: str) -> str:
@@ -247,6 +257,10 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     connect, first_byte, idle = _timeouts(raw, where)
     max_parallel = raw.get("max_parallel")
     probe_model = raw.get("probe_model")
+    # Azure serves the Responses API only under its own preview paths: translated by default.
+    responses = raw.get("responses", kind == "openai")
+    if not isinstance(responses, bool):
+        raise ConfigError(f"{where}: 'responses' must be true or false")
     if probe_model is not None and (not isinstance(probe_model, str) or not probe_model.strip()):
         raise ConfigError(f"{where}: 'probe_model' is a model name")
     return ChannelConfig(
@@ -266,7 +280,16 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
         max_parallel=None if max_parallel is None else _integer(raw, "max_parallel", 1, where, 1),
         deployments=deployments,
         probe_model=probe_model,
+        responses=responses,
     )
+
+
+def _response_retention(raw: object) -> int:
+    if raw is None:
+        return DEFAULT_RESPONSE_RETENTION
+    if not isinstance(raw, dict) or set(raw) - {"retention_days"}:
+        raise ConfigError("'stored_responses' is a mapping with retention_days")
+    return int(_number(raw, "retention_days", 30, "stored_responses") * 86_400)
 
 
 def _routing(raw: object) -> RoutingConfig:
@@ -382,6 +405,7 @@ def load_config(
         "limits",
         "image_fetch",
         "routing",
+        "stored_responses",
     }
     unknown = set(raw) - known
     if unknown:
@@ -435,4 +459,5 @@ def load_config(
         access_log=bool(server.get("access_log", False)),
         image_fetch=_image_fetch(raw.get("image_fetch")),
         routing=_routing(raw.get("routing")),
+        response_retention=_response_retention(raw.get("stored_responses")),
     )

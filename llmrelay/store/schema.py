@@ -108,6 +108,20 @@ channel_states = Table(
     Index("ix_channel_states_operator_revision", "operator_revision"),
 )
 
+# Responses of translated models, kept for `previous_response_id`: the whole conversation as Responses input
+# items (JSON), readable only with the key that made it, until `expires_at` (Unix seconds).
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("model", String(MAX_MODEL_NAME), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("conversation", Text, nullable=False),
+    Index("ix_stored_responses_expires_at", "expires_at"),
+)
+
 # Monotonic counters; bumping one inside a transaction tells every gateway node what changed.
 revisions = Table(
     "revisions",
