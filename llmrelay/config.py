@@ -257,7 +257,7 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     connect, first_byte, idle = _timeouts(raw, where)
     max_parallel = raw.get("max_parallel")
     probe_model = raw.get("probe_model")
-    # Azure serves the Responses API only under its own preview paths: translated by default.
+    # Azure serves the Responses API under other paths than its deployments': always translated there.
     responses = raw.get("responses", kind == "openai")
     if not isinstance(responses, bool):
         raise ConfigError(f"{where}: 'responses' must be true or false")

@@ -1,4 +1,4 @@
-"""Wire formats: one pure codec per API format (OpenAI, Anthropic, Gemini), with no I/O.
+"""Wire formats: one pure codec per API format (OpenAI, Anthropic, Gemini, OpenAI Responses), with no I/O.
 
 The internal shape is OpenAI chat completions: a request body, a `chat.completion` reply and
 `chat.completion.chunk` stream chunks as plain dicts, with usage as a `Usage`. Each codec translates its

@@ -21,9 +21,10 @@ from llmrelay.formats.openai import (
     openai_reply_to_chat,
     usage_from_openai,
 )
+from llmrelay.formats.responses import ResponsesStreamTap
 from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
-from llmrelay.providers.base import Capability, UpstreamRequest
+from llmrelay.providers.base import Capability, StreamTap, UpstreamRequest
 from llmrelay.relay.errors import bad_request
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.multipart import MultipartForm
@@ -72,6 +73,8 @@ class OpenAICompatibleProvider:
         default_max_output: int,
     ) -> UpstreamRequest:
         """`default_max_output` is not needed: an OpenAI model without max_tokens writes up to its own limit."""
+        if request.source_format == "responses" and channel.responses:
+            return self._responses_request(channel, request, upstream_model, max_output_cap)
         changes, removals = reasoning_model_changes(request.body, upstream_model)
         if request.stream and not request.include_usage and self.reports_stream_usage(channel):
             changes.update(usage_requested(request.body))
@@ -87,6 +90,18 @@ class OpenAICompatibleProvider:
         elif new_model is not None or changes:
             body = splice_json_body(body, request.body, new_model, changes)
         return self._upstream(channel, "/chat/completions", upstream_model, body, "application/json")
+
+    def _responses_request(
+        self, channel: ChannelConfig, request: ChatRequest, upstream_model: str, max_output_cap: int | None
+    ) -> UpstreamRequest:
+        """A Responses API request, forwarded as sent but for a mapped model name and an output cap (a
+        Responses stream always ends with its usage, so nothing needs asking for)."""
+        changes = {"max_output_tokens": max_output_cap} if max_output_cap is not None else {}
+        new_model = upstream_model if upstream_model != request.model else None
+        body = request.raw
+        if new_model is not None or changes:
+            body = splice_json_body(body, request.native, new_model, changes)
+        return self._upstream(channel, "/responses", upstream_model, body, "application/json")
 
     def json_request(
         self,
@@ -130,7 +145,9 @@ class OpenAICompatibleProvider:
     def stream_tap(self, client_wants_usage: bool, chunk_object: str) -> OpenAIStreamTap:
         return OpenAIStreamTap(client_wants_usage, chunk_object)
 
-    def chat_stream_tap(self, request: ChatRequest) -> OpenAIStreamTap:
+    def chat_stream_tap(self, request: ChatRequest) -> StreamTap:
+        if request.source_format == "responses":
+            return ResponsesStreamTap()
         return OpenAIStreamTap(request.include_usage, "chat.completion.chunk")
 
     def decode_chat_reply(self, body: bytes, request: ChatRequest) -> tuple[Completion, Usage | None]:

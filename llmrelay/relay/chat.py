@@ -7,7 +7,7 @@ reply comes back decoded to it and encoded in the client's format.
 
 from __future__ import annotations
 
-from llmrelay.formats.base import ClientFormat
+from llmrelay.formats.base import ClientFormat, Completion, StreamEncoder
 from llmrelay.formats.openai import generated_texts, http_image_urls
 from llmrelay.metering.pricing import Price, Usage
 from llmrelay.metering.tokens import (
@@ -62,7 +62,13 @@ class ChatJob(TokenJob):
         return await super().plan(price, available_nano, route)
 
     def same_format(self, route: Route) -> bool:
-        return route.channel.provider.wire_format == self.request.source_format
+        """Whether the channel takes the client's own format, so the request is forwarded as sent. A
+        Responses API request is forwarded to OpenAI channels that serve that API (`responses: true`)."""
+        source = self.request.source_format
+        provider = route.channel.provider
+        if source == "responses":
+            return provider.wire_format == "openai" and route.channel.config.responses
+        return provider.wire_format == source
 
     async def prepare(self, route: Route, images: ImageFetcher) -> None:
         provider = route.channel.provider
@@ -75,6 +81,8 @@ class ChatJob(TokenJob):
                     raise bad_request(str(exc), "messages", "invalid_image_url") from None
 
     def upstream_request(self, route: Route, cap: int | None) -> UpstreamRequest:
+        if self.request.untranslatable is not None and not self.same_format(route):
+            raise self.request.untranslatable
         return route.channel.provider.chat_request(
             route.channel.config, self.request, route.upstream_model, cap, self.default_max_output
         )
@@ -84,7 +92,7 @@ class ChatJob(TokenJob):
         if self.same_format(route):
             tap: StreamTap = provider.chat_stream_tap(self.request)
         else:
-            tap = TranslatingTap(provider.stream_decoder(self.request), self.client.stream_encoder(self.request))
+            tap = TranslatingTap(provider.stream_decoder(self.request), self.stream_encoder())
         if not self.request.sse:
             self._array = tap = JsonArrayTap(tap)
         return tap
@@ -104,7 +112,15 @@ class ChatJob(TokenJob):
         texts = generated_texts([completion])
         if usage is None or not usable_usage(usage, True, any(texts)):
             usage, source = await self.count_usage(texts, route.upstream_model), "tokenizer"
-        return usage, source, self.client.encode_reply(completion, usage, self.request), "application/json"
+        return usage, source, self.encode_reply(completion, usage), "application/json"
+
+    def stream_encoder(self) -> StreamEncoder:
+        """The encoder of a translated stream, in the client's format."""
+        return self.client.stream_encoder(self.request)
+
+    def encode_reply(self, completion: Completion, usage: Usage) -> bytes:
+        """A translated non-stream reply, in the client's format."""
+        return self.client.encode_reply(completion, usage, self.request)
 
     def reply_texts(self, body: bytes, route: Route) -> list[str]:
         return generated_texts([route.channel.provider.decode_chat_reply(body, self.request)[0]])

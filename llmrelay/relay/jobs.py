@@ -154,13 +154,17 @@ class TokenJob(Job):
         return await self.count_usage([], route.upstream_model), "tokenizer"
 
     async def meter(self, body: bytes, route: Route) -> tuple[Usage, str]:
-        usage, texts = route.channel.provider.parse_chat_response(body)  # ValueError: unreadable -> 502
+        usage, texts = self.reply_usage(body, route)  # ValueError: unreadable -> 502
         if usage is not None:
             if usage.completion_tokens <= 0:
                 texts = self.reply_texts(body, route)
             if usable_usage(usage, self.prompt_nonempty, any(texts)):
                 return usage, "upstream"
         return await self.count_usage(texts, route.upstream_model), "tokenizer"
+
+    def reply_usage(self, body: bytes, route: Route) -> tuple[Usage | None, list[str]]:
+        """A same-format reply's reported usage, and its generated texts when it reports none."""
+        return route.channel.provider.parse_chat_response(body)
 
     def reply_texts(self, body: bytes, route: Route) -> list[str]:
         """The generated texts of a same-format reply (only read when its reported usage is in doubt)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrelay.relay.errors import RelayError
+
 
 @dataclass(slots=True)
 class ChatRequest:
@@ -29,3 +31,6 @@ class ChatRequest:
     sse: bool = True  # a stream goes to the client as server-sent events (Gemini's clients may ask for a JSON array)
     # http(s) image URL -> (mime type, base64 data), fetched for an upstream that takes images only inline
     inline_images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The error of a request that only an upstream of the client's own format can serve (a built-in tool of
+    # the Responses API, say): it is forwarded as sent, and refused with this error where it must be translated
+    untranslatable: RelayError | None = None

@@ -39,6 +39,38 @@ The other OpenAI endpoints answer in their documented wire formats, just as dete
 `#fake:error=CODE`, `#fake:sleep=SECS` and (embeddings, completions) `#fake:nousage` work in the text inputs:
 embedding and moderation inputs, image and transcription prompts, speech input, completion prompts.
 
+    POST /v1/responses             the Responses API: a Response object (`resp_fake<n>`), or with `stream: true`
+                                   its typed events (`event: <type>` + `data:`, sequence_number from 0, ending
+                                   with response.completed or response.incomplete, no [DONE])
+
+It checks requests as OpenAI does (unknown top-level field: 400 "Unknown parameter: 'x'."; missing `model`;
+input items, roles and content part types; tool types; text.format; max_output_tokens >= 16; ranges and
+types), and keeps every response it answers unless `store` is false, so `previous_response_id` chains (an
+unknown id: 404 previous_response_not_found) and `item_reference` inputs find them (`stored_responses`).
+The reply echoes the last user message of the conversation ("You said: ..."), and usage counts words:
+
+    input_tokens   whitespace-separated words of `instructions` (this request's only) and of every text of the
+                   stored conversation of previous_response_id (its inputs and outputs, turn after turn) and of
+                   this input: message texts (string, input_text, output_text, refusal), function_call
+                   arguments, function_call_output outputs, reasoning summaries; directives count as words
+    output_tokens  the words of the reply text, or TOOL_CALL_TOKENS per function call, plus reasoning tokens
+
+Directives in the request's last user message (a string input is one):
+
+    #fake:tools[=N]     N function_call items (1 without N), cycling through the declared function tools with
+                        their parameters filled by `sample_of` (ignored without function tools, after a
+                        function_call_output, or with tool_choice "none"; parallel_tool_calls false: one call)
+    #fake:websearch     a web_search_call item before the answer, when a web search tool is declared
+    #fake:json          the text is {"answer": 42} (a json_schema format always gets its schema filled)
+    #fake:reasoning=N   a reasoning item first and N reasoning tokens (within max_output_tokens)
+    #fake:cached=N      N cached input tokens
+    #fake:nousage       "usage": null
+    #fake:cut           stream CUT_AFTER_EVENTS events, then drop the connection (the response is not kept)
+    #fake:error=CODE, #fake:sleep=SECS  as on the other endpoints
+
+`max_output_tokens` below what the answer needs cuts it: status "incomplete", incomplete_details
+{"reason": "max_output_tokens"}, output_tokens == max_output_tokens.
+
 Every request is recorded (path, headers, raw body) so tests can check what the gateway forwarded.
 """
 
@@ -54,7 +86,7 @@ import struct
 import time
 import wave
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -441,8 +473,520 @@ def completion_prompt_tokens(prompt: str | list[int]) -> int:
     return len(prompt) if isinstance(prompt, list) else len(prompt.split())
 
 
+# ---- the Responses API: request checks and reply building ---------------------------------------------------
+
+# Every top-level field `POST /v1/responses` takes (the openai SDK's ResponseCreateParams); others are refused.
+RESPONSES_PARAMS = frozenset(
+    {
+        "access_programs",
+        "background",
+        "background_options",
+        "context_management",
+        "conversation",
+        "image",
+        "include",
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "max_tool_calls",
+        "metadata",
+        "model",
+        "moderation",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+        "user",
+    }
+)
+RESPONSES_TOOL_TYPES = (
+    "function",
+    "file_search",
+    "computer",
+    "computer_use_preview",
+    "web_search",
+    "web_search_2025_08_26",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "mcp",
+    "code_interpreter",
+    "programmatic_tool_calling",
+    "image_generation",
+    "local_shell",
+    "shell",
+    "custom",
+    "namespace",
+    "tool_search",
+    "apply_patch",
+)
+WEB_SEARCH_TOOL_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+RESPONSES_INPUT_ITEM_TYPES = (
+    "message",
+    "file_search_call",
+    "computer_call",
+    "computer_call_output",
+    "web_search_call",
+    "function_call",
+    "function_call_output",
+    "tool_search_call",
+    "tool_search_output",
+    "additional_tools",
+    "configuration_update",
+    "reasoning",
+    "compaction",
+    "image_generation_call",
+    "code_interpreter_call",
+    "local_shell_call",
+    "local_shell_call_output",
+    "shell_call",
+    "shell_call_output",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "mcp_list_tools",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    "custom_tool_call_output",
+    "custom_tool_call",
+    "compaction_trigger",
+    "item_reference",
+    "program",
+    "program_output",
+)
+RESPONSES_INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+)
+_INPUT_PARTS = ("input_text", "input_image", "input_file")
+_OUTPUT_PARTS = ("output_text", "refusal")
+_ROLES = ("user", "system", "developer", "assistant")
+_TOOL_CHOICE_MODES = ("none", "auto", "required")
+_REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_REASONING_SUMMARIES = ("auto", "concise", "detailed")
+_IMAGE_DETAILS = ("low", "high", "auto", "original")
+MIN_OUTPUT_TOKENS = 16  # the smallest max_output_tokens OpenAI accepts
+METADATA_MAX_PAIRS = 16
+JSON_REPLY = '{"answer": 42}'  # the text of a `#fake:json` or json_object reply
+CUT_AFTER_EVENTS = 5  # `#fake:cut` streams: events sent before the connection drops
+ENCRYPTED_REASONING = "gAAAAfake-encrypted-reasoning"  # a reasoning item's encrypted_content, when included
+
+
+class ResponsesError(Exception):
+    """A request `POST /v1/responses` refuses, as OpenAI words it."""
+
+    def __init__(self, message: str, param: str | None, code: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code, self.status = message, param, code, status
+
+    def reply(self) -> web.Response:
+        return _invalid(self.message, self.param, self.code, self.status)
+
+
+@dataclass
+class StoredResponse:
+    """A response the fake keeps for `previous_response_id`."""
+
+    response: dict[str, Any]  # the Response object as it was returned
+    conversation: list[dict[str, Any]]  # earlier turns, this request's input items, then its output items
+
+
+def _kind_of(value: Any) -> str:
+    """A JSON value's type as OpenAI's errors name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _supported(values: tuple[str, ...] | list[str]) -> str:
+    quoted = [f"'{v}'" for v in values]
+    if len(quoted) <= 2:
+        return " and ".join(quoted)
+    return ", ".join(quoted[:-1]) + ", and " + quoted[-1]
+
+
+def _invalid_value(value: Any, allowed: tuple[str, ...], param: str) -> ResponsesError:
+    return ResponsesError(
+        f"Invalid value: '{value}'. Supported values are: {_supported(allowed)}.", param, "invalid_value"
+    )
+
+
+def _invalid_type(value: Any, expected: str, param: str) -> ResponsesError:
+    message = f"Invalid type for '{param}': expected {expected}, but got {_kind_of(value)} instead."
+    return ResponsesError(message, param, "invalid_type")
+
+
+def _missing(param: str) -> ResponsesError:
+    return ResponsesError(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_type(body: dict[str, Any], field: str, kinds: tuple[type, ...], expected: str) -> Any:
+    """The field's value (None when absent or null) after checking its JSON type."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in kinds:
+        raise _invalid_type(value, expected, field)
+    if not isinstance(value, kinds):
+        raise _invalid_type(value, expected, field)
+    return value
+
+
+def _check_range(body: dict[str, Any], field: str, low: float, high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise _invalid_type(value, "a decimal", field)
+    if value < low:
+        message = (
+            f"Invalid '{field}': decimal below minimum value. Expected a value >= {low:g}, but got {value} instead."
+        )
+        raise ResponsesError(message, field, "decimal_below_min_value")
+    if value > high:
+        message = (
+            f"Invalid '{field}': decimal above maximum value. Expected a value <= {high:g}, but got {value} instead."
+        )
+        raise ResponsesError(message, field, "decimal_above_max_value")
+    return value
+
+
+def _check_text_field(holder: dict[str, Any], field: str, param: str) -> None:
+    if field not in holder or holder[field] is None:
+        raise _missing(f"{param}.{field}")
+    if not isinstance(holder[field], str):
+        raise _invalid_type(holder[field], "a string", f"{param}.{field}")
+
+
+def _check_content(role: str, content: Any, param: str) -> None:
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _invalid_type(content, "one of a string or an array of input content parts", param)
+    allowed = _OUTPUT_PARTS if role == "assistant" else _INPUT_PARTS
+    for j, part in enumerate(content):
+        where = f"{param}[{j}]"
+        if not isinstance(part, dict):
+            raise _invalid_type(part, "an object", where)
+        kind = part.get("type")
+        if kind is None:
+            raise _missing(f"{where}.type")
+        if kind not in allowed:
+            raise _invalid_value(kind, allowed, where)
+        if kind in ("input_text", "output_text"):
+            _check_text_field(part, "text", where)
+        elif kind == "refusal":
+            _check_text_field(part, "refusal", where)
+        elif kind == "input_image":
+            if part.get("image_url") is None and part.get("file_id") is None:
+                raise _missing(f"{where}.image_url")
+            if part.get("detail") is not None and part["detail"] not in _IMAGE_DETAILS:
+                raise _invalid_value(part["detail"], _IMAGE_DETAILS, f"{where}.detail")
+
+
+def _check_input_item(item: Any, param: str) -> dict[str, Any]:
+    """One input item, checked; an easy message without `type` comes back with type "message"."""
+    if not isinstance(item, dict):
+        raise _invalid_type(item, "an input item object", param)
+    kind = item.get("type")
+    if kind is None:
+        if "role" in item:
+            item = {**item, "type": "message"}
+        elif "id" in item:
+            item = {**item, "type": "item_reference"}
+        else:
+            raise _missing(f"{param}.type")
+    kind = item["type"]
+    if kind not in RESPONSES_INPUT_ITEM_TYPES:
+        raise _invalid_value(kind, RESPONSES_INPUT_ITEM_TYPES, f"{param}.type")
+    if kind == "message":
+        role = item.get("role")
+        if role is None:
+            raise _missing(f"{param}.role")
+        if role not in _ROLES:
+            raise _invalid_value(role, _ROLES, f"{param}.role")
+        if item.get("content") is None:
+            raise _missing(f"{param}.content")
+        _check_content(role, item["content"], f"{param}.content")
+    elif kind == "function_call":
+        for field in ("call_id", "name", "arguments"):
+            _check_text_field(item, field, param)
+    elif kind == "function_call_output":
+        _check_text_field(item, "call_id", param)
+        if item.get("output") is None:
+            raise _missing(f"{param}.output")
+        if not isinstance(item["output"], str | list):
+            raise _invalid_type(item["output"], "one of a string or an array of output content", f"{param}.output")
+    elif kind == "reasoning":
+        if item.get("summary") is None:
+            raise _missing(f"{param}.summary")
+        if not isinstance(item["summary"], list):
+            raise _invalid_type(item["summary"], "an array", f"{param}.summary")
+    elif kind == "item_reference":
+        _check_text_field(item, "id", param)
+    return item
+
+
+def _check_tools(tools: Any) -> list[dict[str, Any]]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise _invalid_type(tools, "an array", "tools")
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _invalid_type(tool, "an object", where)
+        kind = tool.get("type")
+        if kind is None:
+            raise _missing(f"{where}.type")
+        if kind not in RESPONSES_TOOL_TYPES:
+            raise _invalid_value(kind, RESPONSES_TOOL_TYPES, f"{where}.type")
+        if kind == "function":
+            _check_text_field(tool, "name", where)
+            if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
+                raise _invalid_type(tool["parameters"], "an object", f"{where}.parameters")
+    return tools
+
+
+def _check_tool_choice(choice: Any) -> Any:
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice not in _TOOL_CHOICE_MODES:
+            raise _invalid_value(choice, _TOOL_CHOICE_MODES, "tool_choice")
+        return choice
+    if not isinstance(choice, dict):
+        raise _invalid_type(choice, "one of a string or an object", "tool_choice")
+    if choice.get("type") is None:
+        raise _missing("tool_choice.type")
+    if choice["type"] == "function":
+        _check_text_field(choice, "name", "tool_choice")
+    return choice
+
+
+def _check_text_config(text: Any) -> dict[str, Any]:
+    if text is None:
+        return {"format": {"type": "text"}, "verbosity": "medium"}
+    if not isinstance(text, dict):
+        raise _invalid_type(text, "an object", "text")
+    fmt = text.get("format") or {"type": "text"}
+    if not isinstance(fmt, dict):
+        raise _invalid_type(fmt, "an object", "text.format")
+    kinds = ("text", "json_schema", "json_object")
+    if fmt.get("type") is None:
+        raise _missing("text.format.type")
+    if fmt["type"] not in kinds:
+        raise _invalid_value(fmt["type"], kinds, "text.format.type")
+    if fmt["type"] == "json_schema":
+        _check_text_field(fmt, "name", "text.format")
+        if fmt.get("schema") is None:
+            raise _missing("text.format.schema")
+        if not isinstance(fmt["schema"], dict):
+            raise _invalid_type(fmt["schema"], "an object", "text.format.schema")
+        fmt = {"description": None, "strict": None, **fmt}
+    verbosity = text.get("verbosity") or "medium"
+    if verbosity not in ("low", "medium", "high"):
+        raise _invalid_value(verbosity, ("low", "medium", "high"), "text.verbosity")
+    return {**text, "format": fmt, "verbosity": verbosity}
+
+
+def _check_reasoning(reasoning: Any) -> dict[str, Any]:
+    if reasoning is None:
+        return {"effort": None, "summary": None}
+    if not isinstance(reasoning, dict):
+        raise _invalid_type(reasoning, "an object", "reasoning")
+    effort = reasoning.get("effort")
+    if effort is not None and effort not in _REASONING_EFFORTS:
+        raise _invalid_value(effort, _REASONING_EFFORTS, "reasoning.effort")
+    for field in ("summary", "generate_summary"):
+        if reasoning.get(field) is not None and reasoning[field] not in _REASONING_SUMMARIES:
+            raise _invalid_value(reasoning[field], _REASONING_SUMMARIES, f"reasoning.{field}")
+    return {"effort": effort, "summary": reasoning.get("summary") or reasoning.get("generate_summary")}
+
+
+def _check_metadata(metadata: Any) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise _invalid_type(metadata, "an object", "metadata")
+    if len(metadata) > METADATA_MAX_PAIRS:
+        message = (
+            f"Invalid 'metadata': too many properties. Expected an object with at most {METADATA_MAX_PAIRS} "
+            f"properties, but got {len(metadata)} instead."
+        )
+        raise ResponsesError(message, "metadata", "object_above_max_properties")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise _invalid_type(value, "a string", f"metadata.{key}")
+        if len(value) > 512:
+            message = (
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length 512, "
+                f"but got a string with length {len(value)} instead."
+            )
+            raise ResponsesError(message, f"metadata.{key}", "string_above_max_length")
+    return metadata
+
+
+def item_texts(item: dict[str, Any]) -> list[str]:
+    """The texts of one input or output item that the fake counts as tokens (see `responses_tokens`)."""
+    kind = item.get("type")
+    if kind == "message":
+        content = item.get("content")
+        if isinstance(content, str):
+            return [content]
+        return [
+            p.get("text") or p.get("refusal") or ""
+            for p in content or []
+            if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "refusal")
+        ]
+    if kind == "function_call":
+        return [item.get("arguments") or ""]
+    if kind == "function_call_output":
+        output = item.get("output")
+        if isinstance(output, str):
+            return [output]
+        return [p.get("text") or "" for p in output or [] if isinstance(p, dict) and p.get("type") == "input_text"]
+    if kind == "reasoning":
+        return [s.get("text") or "" for s in item.get("summary") or [] if isinstance(s, dict)]
+    return []
+
+
+def responses_tokens(*texts: str | None, items: Iterable[dict[str, Any]] = ()) -> int:
+    """Input tokens as the fake counts them: whitespace-separated words of the texts and of every item's texts."""
+    return sum(len(t.split()) for t in texts if t) + sum(len(t.split()) for item in items for t in item_texts(item))
+
+
+def _as_chat_message(item: dict[str, Any]) -> dict[str, Any]:
+    """A Responses message item as the chat route's helpers read it (text parts and image_url parts)."""
+    content = item.get("content")
+    if not isinstance(content, list):
+        return {"role": item.get("role"), "content": content}
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "input_image":
+            parts.append({"type": "image_url"})
+        elif part.get("type") in ("input_text", "output_text"):
+            parts.append({"type": "text", "text": part.get("text", "")})
+    return {"role": item.get("role"), "content": parts}
+
+
+def sample_of(schema: Any, index: int = 0, root: Any = None) -> Any:
+    """The value the fake fills a JSON schema with: strings "Paris", integers `index`, numbers `index` + 0.5,
+    booleans true, arrays one element, objects every property (function call arguments, json_schema replies)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, dict) else {}
+        return sample_of(target, index, root)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for combiner in ("anyOf", "oneOf", "allOf"):
+        if schema.get(combiner):
+            choices = [c for c in schema[combiner] if not (isinstance(c, dict) and c.get("type") == "null")]
+            return sample_of((choices or schema[combiner])[0], index, root)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {name: sample_of(sub, index, root) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [sample_of(schema.get("items"), index, root)] if isinstance(schema.get("items"), dict) else []
+    return {"string": "Paris", "integer": index, "number": index + 0.5, "boolean": True}.get(kind)
+
+
+def function_arguments(tool: dict[str, Any] | None, index: int) -> str:
+    """The arguments of the fake's call number `index` to a function tool: its parameters filled by `sample_of`,
+    or {"city": "Paris", "n": index} when the tool declares no properties."""
+    parameters = (tool or {}).get("parameters")
+    if isinstance(parameters, dict) and parameters.get("properties"):
+        return json.dumps(sample_of(parameters, index))
+    return json.dumps({"city": "Paris", "n": index})
+
+
+def _text_pieces(text: str) -> list[str]:
+    """`text` as output_text deltas: one word each, with the whitespace before it."""
+    return re.findall(r"\s*\S+", text) or [text]
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _response_directives(items: list[dict[str, Any]]) -> dict[str, str]:
+    """`#fake:` directives of the request's last user message; `tools` and `websearch` only while no
+    function_call_output follows that message (with the tools' results the model answers in text)."""
+    users = [i for i, item in enumerate(items) if item["type"] == "message" and item.get("role") == "user"]
+    if not users:
+        return {}
+    found = _directives([_as_chat_message(items[users[-1]])])
+    if any(item["type"] == "function_call_output" for item in items[users[-1] + 1 :]):
+        found.pop("tools", None)
+        found.pop("websearch", None)
+    return found
+
+
+@dataclass
+class _ResponsePlan:
+    """A checked `POST /v1/responses` request, with what it refers to resolved."""
+
+    body: dict[str, Any]
+    history: list[dict[str, Any]]  # the stored conversation of previous_response_id
+    items: list[dict[str, Any]]  # the input items (a string input as one user message, references resolved)
+    instructions: str | None
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    text: dict[str, Any]
+    reasoning: dict[str, Any]
+    metadata: dict[str, str]
+    include: list[str]
+    directives: dict[str, str]
+
+
 class FakeOpenAI(FakeServer):
     """The OpenAI API; its base URL ends in /v1, as the openai SDK takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored_responses: dict[str, StoredResponse] = {}  # /v1/responses replies by id, for chaining
+        self._stored_items: dict[str, dict[str, Any]] = {}  # their input and output items by id (item_reference)
 
     @property
     def base_url(self) -> str:
@@ -461,6 +1005,7 @@ class FakeOpenAI(FakeServer):
             "/audio/translations": self.translations,
             "/completions": self.completions,
             "/moderations": self.moderations,
+            "/responses": self.responses,
         }
 
     def routes(self, app: web.Application) -> None:
@@ -911,3 +1456,340 @@ class FakeOpenAI(FakeServer):
             "results": [result for _ in items],
         }
         return web.json_response(reply)
+
+    # ---- the Responses API ----------------------------------------------------------------------------------
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        try:
+            plan = self._response_plan(body)
+        except ResponsesError as error:
+            return error.reply()
+        if (steered := await self._steer(plan.directives)) is not None:
+            return steered
+        final = self._response_reply(plan)
+        if body.get("stream"):
+            return await self._stream_response(request, plan, final)
+        self._keep_response(plan, final)
+        return web.json_response(final)
+
+    def _response_plan(self, body: dict[str, Any]) -> _ResponsePlan:
+        """The request checked field by field as OpenAI checks it (ResponsesError: the first thing it refuses)."""
+        unknown = next((field for field in body if field not in RESPONSES_PARAMS), None)
+        if unknown is not None:
+            raise ResponsesError(f"Unknown parameter: '{unknown}'.", unknown, "unknown_parameter")
+        if body.get("model") is None:
+            raise _missing("model")
+        _check_type(body, "model", (str,), "a string")
+        instructions = _check_type(body, "instructions", (str,), "a string")
+        for field in ("store", "stream", "parallel_tool_calls", "background"):
+            _check_type(body, field, (bool,), "a boolean")
+        for field in ("user", "previous_response_id", "safety_identifier", "prompt_cache_key"):
+            _check_type(body, field, (str,), "a string")
+        for field in ("max_tool_calls", "top_logprobs"):
+            _check_type(body, field, (int,), "an integer")
+        limit = _check_type(body, "max_output_tokens", (int,), "an integer")
+        if limit is not None and limit < MIN_OUTPUT_TOKENS:
+            message = (
+                f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
+                f"but got {limit} instead."
+            )
+            raise ResponsesError(message, "max_output_tokens", "integer_below_min_value")
+        _check_range(body, "temperature", 0, 2)
+        _check_range(body, "top_p", 0, 1)
+        if body.get("truncation") is not None and body["truncation"] not in ("auto", "disabled"):
+            raise _invalid_value(body["truncation"], ("auto", "disabled"), "truncation")
+        include = _check_type(body, "include", (list,), "an array") or []
+        for i, value in enumerate(include):
+            if value not in RESPONSES_INCLUDABLE:
+                raise _invalid_value(value, RESPONSES_INCLUDABLE, f"include[{i}]")
+        tools = _check_tools(body.get("tools"))
+        tool_choice = _check_tool_choice(body.get("tool_choice"))
+        text = _check_text_config(body.get("text"))
+        reasoning = _check_reasoning(body.get("reasoning"))
+        metadata = _check_metadata(body.get("metadata"))
+        raw = body.get("input")
+        if raw is None:
+            items: list[dict[str, Any]] = []
+        elif isinstance(raw, str):
+            items = [{"type": "message", "role": "user", "content": raw}]
+        elif isinstance(raw, list):
+            items = [_check_input_item(item, f"input[{i}]") for i, item in enumerate(raw)]
+        else:
+            raise _invalid_type(raw, "one of a string or an array of input items", "input")
+
+        # Then what the request refers to: a conversation (the fake keeps none), an earlier response, items.
+        conversation = body.get("conversation")
+        if conversation is not None:
+            conversation_id = conversation.get("id") if isinstance(conversation, dict) else conversation
+            raise ResponsesError(f"Conversation with id '{conversation_id}' not found.", "conversation", None, 404)
+        history: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            stored = self.stored_responses.get(previous)
+            if stored is None:
+                message = f"Previous response with id '{previous}' not found."
+                raise ResponsesError(message, "previous_response_id", "previous_response_not_found", 404)
+            history = stored.conversation
+        for position, item in enumerate(items):
+            if item["type"] == "item_reference":
+                if item["id"] not in self._stored_items:
+                    raise ResponsesError(f"Item with id '{item['id']}' not found.", "input", None, 404)
+                items[position] = self._stored_items[item["id"]]
+        calls = {item.get("call_id") for item in history + items if item["type"] == "function_call"}
+        for item in items:
+            if item["type"] == "function_call_output" and item["call_id"] not in calls:
+                message = f"No tool call found for function call output with call_id {item['call_id']}."
+                raise ResponsesError(message, "input", None)
+        if text["format"]["type"] == "json_object":
+            texts = [instructions or "", *(t for item in history + items for t in item_texts(item))]
+            if not any("json" in t.lower() for t in texts):
+                message = (
+                    "Response input messages must contain the word 'json' in some form to use 'text.format' of type "
+                    "'json_object'."
+                )
+                raise ResponsesError(message, "input", None)
+        return _ResponsePlan(
+            body=body,
+            history=history,
+            items=items,
+            instructions=instructions,
+            tools=tools,
+            tool_choice=tool_choice,
+            text=text,
+            reasoning=reasoning,
+            metadata=metadata,
+            include=include,
+            directives=_response_directives(items),
+        )
+
+    def _planned_calls(self, plan: _ResponsePlan) -> list[dict[str, Any]]:
+        """The function tools the reply calls, one entry per call."""
+        functions = [tool for tool in plan.tools if tool["type"] == "function"]
+        choice = plan.tool_choice
+        if not functions or choice == "none":
+            return []
+        count = max(1, int(plan.directives["tools"] or 1)) if "tools" in plan.directives else 0
+        forced = choice == "required" or (isinstance(choice, dict) and choice.get("type") == "function")
+        if forced:
+            count = max(count, 1)
+        if plan.body.get("parallel_tool_calls") is False:
+            count = min(count, 1)
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            functions = [tool for tool in functions if tool["name"] == choice["name"]] or [
+                {"type": "function", "name": choice["name"]}
+            ]
+        return [functions[i % len(functions)] for i in range(count)]
+
+    def _searches(self, plan: _ResponsePlan) -> bool:
+        """Whether the reply opens with a web search (`#fake:websearch` or a forced web search tool)."""
+        if plan.tool_choice == "none" or not any(tool["type"] in WEB_SEARCH_TOOL_TYPES for tool in plan.tools):
+            return False
+        forced = isinstance(plan.tool_choice, dict) and plan.tool_choice.get("type") in WEB_SEARCH_TOOL_TYPES
+        return forced or "websearch" in plan.directives
+
+    def _response_reply(self, plan: _ResponsePlan) -> dict[str, Any]:
+        """The finished Response object: its output items, status and usage."""
+        body, directives = plan.body, plan.directives
+        n = next(self._ids)
+        budget = body.get("max_output_tokens")
+        context = plan.history + plan.items
+        output: list[dict[str, Any]] = []
+        reasoning_tokens = int(directives.get("reasoning") or 0)
+        incomplete = False
+        if reasoning_tokens:
+            if budget is not None and reasoning_tokens >= budget:
+                reasoning_tokens, incomplete = budget, True  # the thinking used the whole budget: no answer
+            reasoning: dict[str, Any] = {"id": f"rs_fake{n}", "type": "reasoning", "summary": []}
+            if "reasoning.encrypted_content" in plan.include:
+                reasoning["encrypted_content"] = ENCRYPTED_REASONING
+            output.append(reasoning)
+        answer_tokens = 0
+        calls = [] if incomplete else self._planned_calls(plan)
+        for i, tool in enumerate(calls):
+            output.append(
+                {
+                    "id": f"fc_fake{n}_{i}",
+                    "type": "function_call",
+                    "status": "completed",
+                    "arguments": function_arguments(tool, i),
+                    "call_id": f"call_fake{n}_{i}",
+                    "name": tool["name"],
+                }
+            )
+            answer_tokens += TOOL_CALL_TOKENS
+        if not incomplete and not calls:
+            messages = [_as_chat_message(item) for item in context if item["type"] == "message"]
+            if self._searches(plan):
+                query = " ".join(_reply_words(messages, None)[0][2:])
+                action: dict[str, Any] = {"type": "search", "query": query}
+                if "web_search_call.action.sources" in plan.include:
+                    action["sources"] = [{"type": "url", "url": "https://fake.example/search"}]
+                output.append({"id": f"ws_fake{n}", "type": "web_search_call", "status": "completed", "action": action})
+            fmt = plan.text["format"]
+            if fmt["type"] == "json_schema":
+                words = json.dumps(sample_of(fmt["schema"])).split(" ")
+            elif fmt["type"] == "json_object" or "json" in directives:
+                words = JSON_REPLY.split(" ")
+            else:
+                words = _reply_words(messages, None)[0]
+            if budget is not None and len(words) > budget - reasoning_tokens:
+                words, incomplete = words[: budget - reasoning_tokens], True
+            text = " ".join(words)
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+            status = "incomplete" if incomplete else "completed"
+            output.append(
+                {"id": f"msg_fake{n}", "type": "message", "status": status, "role": "assistant", "content": [part]}
+            )
+            answer_tokens = len(text.split())
+        input_tokens = responses_tokens(plan.instructions, items=context)
+        output_tokens = reasoning_tokens + answer_tokens
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": int(directives.get("cached") or 0), "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        now = int(time.time())
+        return {
+            **self._response_fields(plan, f"resp_fake{n}", now),
+            "status": "incomplete" if incomplete else "completed",
+            "completed_at": now,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "output": output,
+            "usage": None if "nousage" in directives else usage,
+        }
+
+    @staticmethod
+    def _response_fields(plan: _ResponsePlan, response_id: str, created_at: int) -> dict[str, Any]:
+        """A Response object in progress: the request's settings echoed as OpenAI echoes them, no output yet."""
+        body = plan.body
+        tools = []
+        for tool in plan.tools:
+            if tool["type"] == "function":
+                tool = {"description": None, "parameters": None, "strict": True, **tool}
+            elif tool["type"] in WEB_SEARCH_TOOL_TYPES:
+                tool = {"search_context_size": "medium", **tool}
+            tools.append(tool)
+        tier = body.get("service_tier")
+        return {
+            "id": response_id,
+            "object": "response",
+            "created_at": created_at,
+            "status": "in_progress",
+            "background": bool(body.get("background")),
+            "completed_at": None,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": plan.instructions,
+            "max_output_tokens": body.get("max_output_tokens"),
+            "max_tool_calls": body.get("max_tool_calls"),
+            "model": body["model"],
+            "output": [],
+            "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
+            "previous_response_id": body.get("previous_response_id"),
+            "prompt_cache_key": body.get("prompt_cache_key"),
+            "prompt_cache_retention": body.get("prompt_cache_retention"),
+            "reasoning": plan.reasoning,
+            "safety_identifier": body.get("safety_identifier"),
+            "service_tier": "default" if tier in (None, "auto") else tier,
+            "store": body.get("store") is not False,
+            "temperature": 1.0 if body.get("temperature") is None else body["temperature"],
+            "text": plan.text,
+            "tool_choice": plan.tool_choice,
+            "tools": tools,
+            "top_logprobs": body.get("top_logprobs") or 0,
+            "top_p": 1.0 if body.get("top_p") is None else body["top_p"],
+            "truncation": body.get("truncation") or "disabled",
+            "usage": None,
+            "user": body.get("user"),
+            "metadata": plan.metadata,
+        }
+
+    def _keep_response(self, plan: _ResponsePlan, final: dict[str, Any]) -> None:
+        """Remember a finished response for `previous_response_id` (unless `store` is false), and its items by
+        id for `item_reference`."""
+        if plan.body.get("store") is False:
+            return
+        conversation = [*plan.history, *plan.items, *final["output"]]
+        self.stored_responses[final["id"]] = StoredResponse(final, conversation)
+        for item in [*plan.items, *final["output"]]:
+            if isinstance(item.get("id"), str):
+                self._stored_items[item["id"]] = item
+
+    @staticmethod
+    def response_events(final: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events that stream the finished response `final`, as OpenAI sends them (sequence_number from 0)."""
+        events: list[dict[str, Any]] = []
+
+        def add(kind: str, **fields: Any) -> None:
+            events.append({"type": kind, "sequence_number": len(events), **fields})
+
+        start = {
+            **final,
+            "status": "in_progress",
+            "completed_at": None,
+            "incomplete_details": None,
+            "output": [],
+            "usage": None,
+        }
+        add("response.created", response=start)
+        add("response.in_progress", response=start)
+        for index, item in enumerate(final["output"]):
+            at = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                add(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "status": "in_progress", "content": []},
+                )
+                part = item["content"][0]
+                add("response.content_part.added", **at, content_index=0, part={**part, "text": ""})
+                for piece in _text_pieces(part["text"]):
+                    add("response.output_text.delta", **at, content_index=0, delta=piece, logprobs=[])
+                add("response.output_text.done", **at, content_index=0, text=part["text"], logprobs=[])
+                add("response.content_part.done", **at, content_index=0, part=part)
+            elif item["type"] == "function_call":
+                add(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "status": "in_progress", "arguments": ""},
+                )
+                for fragment in _fragments(item["arguments"]):
+                    add("response.function_call_arguments.delta", **at, delta=fragment)
+                add("response.function_call_arguments.done", **at, arguments=item["arguments"])
+            elif item["type"] == "web_search_call":
+                add("response.output_item.added", output_index=index, item={**item, "status": "in_progress"})
+                for stage in ("in_progress", "searching", "completed"):
+                    add(f"response.web_search_call.{stage}", **at)
+            else:
+                add("response.output_item.added", output_index=index, item=item)
+            add("response.output_item.done", output_index=index, item=item)
+        add("response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final)
+        return events
+
+    async def _stream_response(
+        self, request: web.Request, plan: _ResponsePlan, final: dict[str, Any]
+    ) -> web.StreamResponse:
+        events = self.response_events(final)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            if "cut" in plan.directives:  # a few events, then the connection drops (nothing is stored)
+                for event in events[:CUT_AFTER_EVENTS]:
+                    await response.write(_sse(event))
+                request.transport.close()  # type: ignore[union-attr]
+                return response
+            for event in events[:-1]:
+                await response.write(_sse(event))
+            self._keep_response(plan, final)  # before the last event: a client may chain on it at once
+            await response.write(_sse(events[-1]))
+            await response.write_eof()  # OpenAI ends the stream after its last event: no [DONE]
+            self.state.completed_streams += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.state.cancelled_streams += 1
+            raise
+        return response

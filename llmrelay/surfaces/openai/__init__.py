@@ -11,6 +11,7 @@ from llmrelay.surfaces.http import HttpRequest
 from llmrelay.surfaces.models import list_models, retrieve_model
 from llmrelay.surfaces.openai import audio, completions, embeddings, images, moderations
 from llmrelay.surfaces.openai.chat import parse_chat_job
+from llmrelay.surfaces.openai.responses import create_response
 
 if TYPE_CHECKING:
     from llmrelay.app import Gateway
@@ -31,6 +32,7 @@ def relayed(parse: Callable[[bytes, str | None], Job]) -> Handler:
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": relayed(parse_chat_job)},
+    "/v1/responses": {"POST": create_response},
     "/v1/completions": {"POST": relayed(completions.parse_completion)},
     "/v1/embeddings": {"POST": relayed(embeddings.parse_embeddings)},
     "/v1/images/generations": {"POST": relayed(images.parse_generation)},
