@@ -26,7 +26,7 @@ def localise(code: str, gateway: Gateway, key: str) -> str:
     return code.replace("http://127.0.0.1:8080", gateway.url).replace("sk-...", key)
 
 
-@pytest.mark.parametrize("page", ["anthropic.md", "gemini.md"])
+@pytest.mark.parametrize("page", ["anthropic.md", "gemini.md", "responses.md"])
 def test_python_examples_run(gateway: Gateway, key: str, page: str) -> None:
     blocks = examples(page, "python")
     assert blocks, f"{page} has no python examples"
@@ -37,7 +37,7 @@ def test_python_examples_run(gateway: Gateway, key: str, page: str) -> None:
         assert "You said: Hello!" in out.getvalue(), code
 
 
-@pytest.mark.parametrize("page", ["anthropic.md", "gemini.md"])
+@pytest.mark.parametrize("page", ["anthropic.md", "gemini.md", "responses.md"])
 def test_curl_examples_run(gateway: Gateway, key: str, page: str) -> None:
     commands = [block for block in examples(page, "sh") if block.lstrip().startswith("curl")]
     assert commands, f"{page} has no curl examples"
