@@ -30,6 +30,14 @@ Endpoints:
                               the key in `x-goog-api-key` or `?key=`, and a body whose top-level names are
                               GenerateContentRequest fields with a non-empty `contents` of user / model turns
                               with parts; errors are Google-shaped: {"error": {"code", "message", "status"}}.
+  POST /v1/responses          OpenAI's Responses API: a Response (one message item with one output_text part of
+                              20 words, status completed, usage); with "stream": true its typed SSE events
+                              (`event: <type>\ndata: <json>\n\n`, chunked, sequence_number from 0):
+                              response.created, response.in_progress, response.output_item.added,
+                              response.content_part.added, 20 response.output_text.delta,
+                              response.output_text.done, response.content_part.done, response.output_item.done,
+                              response.completed (the whole Response, with usage). Like the chat route it does not
+                              echo the model, and only parses a body that mentions "stream".
   anything else               404 with an OpenAI-style error body.
 
 Run: python bench/fake_upstream.py --port 18000
@@ -52,6 +60,8 @@ PROMPT_TOKENS = 9
 EMBEDDING_DIMENSIONS = 16
 MAX_HEADER_BYTES = 64 * 1024
 COMPLETION_ID = "chatcmpl-bench0000000000000000000000"
+RESPONSE_ID = "resp_bench0000000000000000000000"
+RESPONSE_ITEM_ID = "msg_bench0000000000000000000000"
 CREATED = 1_700_000_000
 MESSAGE_ID = "msg_bench000000000000000000"
 MESSAGE_DELTA_COUNT = 18  # text_delta events per Anthropic stream; with its 6 other events, close to OpenAI's 22
@@ -158,6 +168,81 @@ def _chat_stream(include_usage: bool) -> bytes:
     return _chunked_sse_response(events)
 
 
+def _response_object(status: str, output: list[dict[str, object]], usage: dict[str, object] | None) -> dict[str, object]:
+    """A Response as OpenAI's Responses API returns it: the request's settings echoed (defaults here)."""
+    return {
+        "id": RESPONSE_ID,
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "background": False,
+        "completed_at": CREATED if status == "completed" else None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": None,
+        "model": MODEL,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def _response_usage() -> dict[str, object]:
+    return {
+        "input_tokens": PROMPT_TOKENS,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": CHUNK_COUNT,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": PROMPT_TOKENS + CHUNK_COUNT,
+    }
+
+
+def _response_message(status: str, text: str | None) -> dict[str, object]:
+    """The reply's one message item; `text` None while it is being added (no content yet)."""
+    content = [] if text is None else [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]
+    return {"id": RESPONSE_ITEM_ID, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def _responses_reply() -> bytes:
+    final = _response_object("completed", [_response_message("completed", "word " * CHUNK_COUNT)], _response_usage())
+    return _fixed_length_response("200 OK", _json(final))
+
+
+def _responses_stream() -> bytes:
+    """The typed events of one text reply, as OpenAI streams them; each carries its sequence_number."""
+    text = "word " * CHUNK_COUNT
+    final = _response_object("completed", [_response_message("completed", text)], _response_usage())
+    start = _response_object("in_progress", [], None)
+    at = {"item_id": RESPONSE_ITEM_ID, "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+    events: list[dict[str, object]] = [
+        {"type": "response.created", "response": start},
+        {"type": "response.in_progress", "response": start},
+        {"type": "response.output_item.added", "output_index": 0, "item": _response_message("in_progress", None)},
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+        *({"type": "response.output_text.delta", **at, "delta": "word ", "logprobs": []} for _ in range(CHUNK_COUNT)),
+        {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": _response_message("completed", text)},
+        {"type": "response.completed", "response": final},
+    ]
+    numbered = [{"type": event["type"], "sequence_number": n, **event} for n, event in enumerate(events)]
+    return _chunked_sse_response([_sse_event(event) for event in numbered])
+
+
 def _embeddings(count: int, base64_encoded: bool) -> bytes:
     vector = [round(0.01 * (i + 1), 2) for i in range(EMBEDDING_DIMENSIONS)]
     encoded: object = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if base64_encoded else vector
@@ -235,6 +320,8 @@ def _error(status: str, message: str) -> bytes:
 CHAT = _chat_completion()
 CHAT_STREAM = _chat_stream(include_usage=False)
 CHAT_STREAM_WITH_USAGE = _chat_stream(include_usage=True)
+RESPONSE = _responses_reply()
+RESPONSE_STREAM = _responses_stream()
 NOT_FOUND = _error("404 Not Found", "unknown path")
 BAD_REQUEST = _error("400 Bad Request", "malformed request or body")
 ANTHROPIC_NO_KEY = _anthropic_error("401 Unauthorized", "authentication_error", "x-api-key header is required")
@@ -266,6 +353,16 @@ def chat_response(body: bytes) -> bytes:
     options = request.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     return CHAT_STREAM_WITH_USAGE if include_usage else CHAT_STREAM
+
+
+def responses_response(body: bytes) -> bytes:
+    """As for chat: the JSON is only parsed when it mentions streaming."""
+    if b'"stream"' not in body:
+        return RESPONSE
+    request = _parse_json_object(body)
+    if request is None:
+        return BAD_REQUEST
+    return RESPONSE_STREAM if request.get("stream") is True else RESPONSE
 
 
 def _input_count(value: object) -> int:
@@ -438,6 +535,8 @@ ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
     b"/chat/completions": chat_response,
     b"/v1/embeddings": embeddings_response,
     b"/embeddings": embeddings_response,
+    b"/v1/responses": responses_response,
+    b"/responses": responses_response,
 }
 ROUTES_WITH_HEADERS: dict[bytes, Callable[[bytes, bytes], bytes]] = {b"/v1/messages": messages_response}
 

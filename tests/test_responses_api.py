@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from openai import OpenAI
 
-from tests.conftest import Gateway, call, wait_until
+from tests.conftest import Gateway, call, make_gateway, wait_until
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import JSON_REPLY, FakeGemini
 from tests.fakes.openai_upstream import FakeOpenAI, png_bytes
@@ -237,3 +238,32 @@ def test_a_cut_translated_stream_ends_with_an_error_event_and_bills_what_was_sen
             pass
     rows = key_row(gateway, "test_responses_api-user")
     assert rows["used_nano"] == rows["records_cost"]
+
+
+def test_a_channel_without_the_responses_api_gets_chat_completions(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    gw = make_gateway(tmp_path, upstream)
+    gw.config_path.write_text(
+        f"""
+channels:
+  - name: chat-only
+    type: openai
+    base_url: {upstream.base_url}
+    api_key: ${{FAKE_UPSTREAM_KEY}}
+    models: [gpt-4o-mini]
+    responses: false
+"""
+    )
+    gw.start()
+    try:
+        client = OpenAI(api_key=gw.create_key("chat-only"), base_url=gw.base_url, max_retries=0)
+        with client.responses.stream(model="gpt-4o-mini", input="Hello! marker-chat-only") as stream:
+            for _ in stream:
+                pass
+            final = stream.get_final_response()
+        reply = client.responses.create(model="gpt-4o-mini", input="Hello! marker-chat-only-body")
+    finally:
+        gw.stop()
+    assert "You said: Hello!" in final.output_text and "You said: Hello!" in reply.output_text
+    paths = {r.path for r in upstream.state.requests if b"marker-chat-only" in r.raw}
+    assert paths == {"/v1/chat/completions"}
+    assert final.usage.input_tokens > 0 and reply.usage.output_tokens > 0
