@@ -168,7 +168,9 @@ def _chat_stream(include_usage: bool) -> bytes:
     return _chunked_sse_response(events)
 
 
-def _response_object(status: str, output: list[dict[str, object]], usage: dict[str, object] | None) -> dict[str, object]:
+def _response_object(
+    status: str, output: list[dict[str, object]], usage: dict[str, object] | None
+) -> dict[str, object]:
     """A Response as OpenAI's Responses API returns it: the request's settings echoed (defaults here)."""
     return {
         "id": RESPONSE_ID,

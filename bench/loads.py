@@ -6,7 +6,9 @@ path) and whether it can serve the load: `openai` (OpenAI format, gpt-4o), `clau
 `messages` (Anthropic format to /v1/messages with a Claude model: the gateway relays to an Anthropic upstream),
 `gemini-chat` (OpenAI format with a Gemini model: translated to Gemini's generateContent and back) and
 `generate` (Gemini format to /v1beta/models/{model}:generateContent, as google-genai sends it: relayed to a
-Gemini upstream).
+Gemini upstream), `claude-responses` (OpenAI's Responses API, POST /v1/responses, with a Claude model: translated
+through the chat shape to Anthropic's Messages API, a stream re-encoded as Responses events) and `responses` (the
+Responses API with gpt-4o: forwarded as sent to an OpenAI upstream's /v1/responses).
 
 wrk generates throughput loads from one core with almost no overhead of its own. It cannot see when the first
 chunk of a streamed response arrives, so time-to-first-chunk is measured by a small asyncio client that sends
@@ -35,14 +37,24 @@ OPENAI_STREAM_END = "[DONE]"  # an OpenAI-format 2xx stream that does not end wi
 ANTHROPIC_STREAM_END = "message_stop"  # the same for an Anthropic-format stream
 # A Gemini stream has no closing event: it is complete when its last event carries a finish reason.
 GEMINI_STREAM_END = '"finishReason"'
+# A Responses stream ends with response.completed, which carries the whole Response: its last event must be that
+# one, with usage (token counts; a Response without usage has `"usage": null`).
+RESPONSES_STREAM_END = ('"response.completed"', '"input_tokens"', '"output_tokens"')
+# ... and it has no `data: [DONE]`; one sent after response.completed (LiteLLM does) is passed over, as the openai
+# SDK does (it stops reading there).
+TRAILING_DONE = "data: [DONE]"
 STREAM_TAIL_BYTES = 256  # "ends with": the marker must be in the stream's last bytes, the last event
 LAST_EVENT_WINDOW_BYTES = 1024  # where the last event's `data:` is looked for first (then in the whole body)
+RESPONSES_LAST_EVENT_BYTES = 4096  # the same for a Responses stream, whose last event (a whole Response) is ~1 KiB
 ANTHROPIC_VERSION = "2023-06-01"
 OPENAI_ROUTE, CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE = "openai", "claude-chat", "messages"
 GEMINI_CHAT_ROUTE, GENERATE_ROUTE = "gemini-chat", "generate"
+RESPONSES_ROUTE, CLAUDE_RESPONSES_ROUTE = "responses", "claude-responses"
+RESPONSES_ROUTES = frozenset({RESPONSES_ROUTE, CLAUDE_RESPONSES_ROUTE})
 CHAT_PATH = "/v1/chat/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 CLAUDE_MODEL = "claude-sonnet-4-5"
 GEMINI_MODEL = "gemini-2.0-flash"
 GENERATE_PATH = f"/v1beta/models/{GEMINI_MODEL}:generateContent"
@@ -54,6 +66,7 @@ CLAUDE_CHAT_BODY = {**CHAT_BODY, "model": CLAUDE_MODEL}
 GEMINI_CHAT_BODY = {**CHAT_BODY, "model": GEMINI_MODEL}
 MESSAGES_BODY = {"model": CLAUDE_MODEL, "max_tokens": 64, "messages": PROMPT}  # what the anthropic SDK sends
 GENERATE_BODY = {"contents": [{"role": "user", "parts": [{"text": PROMPT_TEXT}]}]}  # what google-genai sends
+RESPONSES_BODY = {"model": "gpt-4o", "input": PROMPT_TEXT, "max_output_tokens": 64}  # what responses.create sends
 EMBEDDINGS_BODY = {"model": "text-embedding-3-small", "input": "The quick brown fox jumps over the lazy dog"}
 _WRK_RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
 
@@ -88,16 +101,32 @@ class Load:
     route: str = OPENAI_ROUTE
 
     @property
-    def stream_end(self) -> str:
-        """What a complete stream of this load ends with, by the format the client speaks."""
-        return {MESSAGES_ROUTE: ANTHROPIC_STREAM_END, GENERATE_ROUTE: GEMINI_STREAM_END}.get(
-            self.route, OPENAI_STREAM_END
-        )
+    def stream_end(self) -> tuple[str, ...]:
+        """What a complete stream of this load ends with, by the format the client speaks: every one of these
+        strings (one, except for a Responses stream: its closing event and its usage)."""
+        if self.route in RESPONSES_ROUTES:
+            return RESPONSES_STREAM_END
+        ends = {MESSAGES_ROUTE: ANTHROPIC_STREAM_END, GENERATE_ROUTE: GEMINI_STREAM_END}
+        return (ends.get(self.route, OPENAI_STREAM_END),)
 
     @property
     def end_in_last_event(self) -> bool:
-        """Whether `stream_end` is looked for in the last `data:` event (Gemini) rather than in the last bytes."""
-        return self.route == GENERATE_ROUTE
+        """Whether `stream_end` is looked for in the last `data:` event (Gemini, Responses) rather than in the
+        last bytes."""
+        return self.route == GENERATE_ROUTE or self.route in RESPONSES_ROUTES
+
+    @property
+    def trailing_done_ok(self) -> bool:
+        """Whether a `data: [DONE]` after the last event is passed over (Responses streams)."""
+        return self.route in RESPONSES_ROUTES
+
+    @property
+    def expect_window(self) -> int:
+        """How many of the body's last bytes hold its closing marker, or its last event's `data:` (wrk looks
+        there first, then in the whole body)."""
+        if self.route in RESPONSES_ROUTES:
+            return RESPONSES_LAST_EVENT_BYTES
+        return LAST_EVENT_WINDOW_BYTES if self.end_in_last_event else STREAM_TAIL_BYTES
 
 
 def _json(value: object) -> bytes:
@@ -133,6 +162,18 @@ def _gemini_load(name: str, route: str, connections: int, stream: bool) -> Load:
     return Load(name, title, path, body, connections, "req/s", route=route)
 
 
+def _responses_load(name: str, route: str, connections: int, stream: bool) -> Load:
+    """A load on the Responses API: `claude-responses` with a Claude model (translated), `responses` with gpt-4o
+    (forwarded to an OpenAI upstream as sent)."""
+    translated = route == CLAUDE_RESPONSES_ROUTE
+    body = {**RESPONSES_BODY, "model": CLAUDE_MODEL} if translated else RESPONSES_BODY
+    title = f"Responses API to {'Claude' if translated else 'gpt-4o'}{', streaming' if stream else ''}"
+    title += f", {connections} connection{'s' if connections > 1 else ''}"
+    if stream:
+        return Load(name, title, RESPONSES_PATH, _streaming(body), connections, "streams/s", True, route=route)
+    return Load(name, title, RESPONSES_PATH, _json(body), connections, "req/s", route=route)
+
+
 STREAM_BODY = _streaming(CHAT_BODY)
 LOADS = (
     Load("chat-32c", "chat, non-streaming, 32 connections", CHAT_PATH, _json(CHAT_BODY), 32, "req/s"),
@@ -152,6 +193,10 @@ LOADS = (
     _gemini_load("generate-32c", GENERATE_ROUTE, 32, stream=False),
     _gemini_load("generate-1c", GENERATE_ROUTE, 1, stream=False),
     _gemini_load("generate-stream-32c", GENERATE_ROUTE, 32, stream=True),
+    _responses_load("responses-32c", CLAUDE_RESPONSES_ROUTE, 32, stream=False),
+    _responses_load("responses-stream-32c", CLAUDE_RESPONSES_ROUTE, 32, stream=True),
+    _responses_load("responses-gpt-32c", RESPONSES_ROUTE, 32, stream=False),
+    _responses_load("responses-gpt-stream-32c", RESPONSES_ROUTE, 32, stream=True),
 )
 LOADS_BY_NAME = {load.name: load for load in LOADS}
 
@@ -181,9 +226,10 @@ def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) ->
     env = {
         "BENCH_BODY": load.body.decode(),
         "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in endpoint.headers_for(load).items()),
-        "BENCH_EXPECT": load.stream_end if load.streaming else "",
-        "BENCH_EXPECT_TAIL": str(LAST_EVENT_WINDOW_BYTES if load.end_in_last_event else STREAM_TAIL_BYTES),
+        "BENCH_EXPECT": "\n".join(load.stream_end) if load.streaming else "",
+        "BENCH_EXPECT_TAIL": str(load.expect_window),
         "BENCH_EXPECT_IN": "last-event" if load.end_in_last_event else "tail",
+        "BENCH_EXPECT_SKIP": TRAILING_DONE if load.trailing_done_ok else "",
     }
     completed = subprocess.run(
         pinned([*argv, "-s", str(LUA_SCRIPT), url], cpu),
@@ -282,11 +328,14 @@ def probe(endpoint: Endpoint, load: Load) -> Reply:
 
 def stream_complete(body: bytes, load: Load) -> bool:
     """A stream is complete when it ends with its format's last event: `[DONE]` (OpenAI), `message_stop`
-    (Anthropic), or, for Gemini, which has no closing event, when its last event carries a finishReason."""
+    (Anthropic), `response.completed` with usage (Responses), or, for Gemini, which has no closing event, when
+    its last event carries a finishReason."""
+    if load.trailing_done_ok and body.rstrip().endswith(TRAILING_DONE.encode()):
+        body = body[: body.rstrip().rfind(TRAILING_DONE.encode())]
     if load.end_in_last_event:
         last = body.rfind(b"data:")
-        return last >= 0 and load.stream_end.encode() in body[last:]
-    return load.stream_end.encode() in body[-STREAM_TAIL_BYTES:]
+        return last >= 0 and all(end.encode() in body[last:] for end in load.stream_end)
+    return all(end.encode() in body[-STREAM_TAIL_BYTES:] for end in load.stream_end)
 
 
 def describe_reply(reply: Reply, load: Load, expect_headers: tuple[str, ...] = ()) -> str:
@@ -296,7 +345,7 @@ def describe_reply(reply: Reply, load: Load, expect_headers: tuple[str, ...] = (
         return f"HTTP {reply.status}: {reply.body[:120].decode(errors='replace')}"
     if load.streaming and not stream_complete(reply.body, load):
         where = "its last event did not carry" if load.end_in_last_event else "did not end with"
-        return f"stream {where} {load.stream_end}: ...{reply.body[-120:].decode(errors='replace')}"
+        return f"stream {where} {' and '.join(load.stream_end)}: ...{reply.body[-120:].decode(errors='replace')}"
     if missing := [name for name in expect_headers if name not in reply.headers]:
         return f"no {', '.join(missing)} header{'s' if len(missing) > 1 else ''}"
     return ""

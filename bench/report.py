@@ -23,6 +23,7 @@ from loads import (
     LOADS,
     MESSAGES_ROUTE,
     OPENAI_ROUTE,
+    RESPONSES_ROUTES,
     LoadResult,
 )
 
@@ -201,6 +202,28 @@ def gemini_table(results: Results) -> list[str]:
     )
 
 
+def responses_table(results: Results) -> list[str]:
+    """The Responses API loads: translated to Claude, and forwarded to an OpenAI upstream (gpt-4o)."""
+    loads = [load.name for load in LOADS if load.route in RESPONSES_ROUTES and load.name in results.loads]
+    columns = [
+        ("translated req/s (32c)", "responses-32c", "rate"),
+        ("translated streams/s (32c)", "responses-stream-32c", "rate"),
+        ("passthrough req/s (32c)", "responses-gpt-32c", "rate"),
+        ("passthrough streams/s (32c)", "responses-gpt-stream-32c", "rate"),
+        ("CPU ms/stream (translated)", "responses-stream-32c", "cpu"),
+        ("CPU ms/stream (passthrough)", "responses-gpt-stream-32c", "cpu"),
+    ]
+    header = ["target", *(title for title, _, _ in columns), "errors"]
+    rows = []
+    for target in results.targets:
+        if target in results.unavailable:
+            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
+            continue
+        cells = [_cell(results, target, load, pick) for _, load, pick in columns]
+        rows.append([target, *cells, _errors_cell(results, target, loads)])
+    return _table(header, rows)
+
+
 def _signed(value: float, digits: int, unit: str = "") -> str:
     return "n/a" if math.isnan(value) else f"{value:+,.{digits}f}{unit}"
 
@@ -333,6 +356,14 @@ GEMINI_INTRO = (
     "finishReason (it has no closing event)."
 )
 
+RESPONSES_INTRO = (
+    "OpenAI's Responses API, POST /v1/responses (what the openai SDK's responses.create sends). Translated: with "
+    "claude-sonnet-4-5, which the gateway turns into an Anthropic Messages request and back (a stream re-encoded "
+    "as Responses events); passthrough: with gpt-4o, forwarded as sent to an OpenAI upstream's /v1/responses. "
+    "direct, for both, is the fake's own /v1/responses. A Responses stream is complete when its last event is "
+    "response.completed with usage."
+)
+
 
 def render(results: Results, command: str) -> str:
     """The whole report: what was run where, the summaries, then every (load, target) pair with its notes."""
@@ -345,6 +376,8 @@ def render(results: Results, command: str) -> str:
         summaries += ["## Summary: Claude", "", CLAUDE_INTRO, "", *claude_table(results), ""]
     if routes & GEMINI_ROUTES:
         summaries += ["## Summary: Gemini", "", GEMINI_INTRO, "", *gemini_table(results), ""]
+    if routes & RESPONSES_ROUTES:
+        summaries += ["## Summary: Responses API", "", RESPONSES_INTRO, "", *responses_table(results), ""]
     if routing := routing_table(results):
         summaries += ["## Routing and key limits", "", ROUTING_INTRO, "", *routing, ""]
     lines = [

@@ -3,9 +3,10 @@
 Every target routes `gpt-4o` (and `text-embedding-3-small`) to the fake upstream's OpenAI routes,
 `claude-sonnet-4-5` to its Anthropic route (`/v1/messages`) and `gemini-2.0-flash` to its Gemini routes
 (`/v1beta/models/gemini-2.0-flash:generateContent` and `:streamGenerateContent`), and listens on 127.0.0.1
-only. A target that cannot be installed or started raises Unavailable with the reason, and the run goes on; a
-route of the loads (see loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the
-reason.
+only. Responses API requests (`POST /v1/responses`) go to the same models: gpt-4o's to the fake's own
+/v1/responses, claude-sonnet-4-5's translated to its /v1/messages by the gateway, where it can. A target that
+cannot be installed or started raises Unavailable with the reason, and the run goes on; a route of the loads
+(see loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from loads import (
     ANTHROPIC_VERSION,
     CLAUDE_CHAT_ROUTE,
     CLAUDE_MODEL,
+    CLAUDE_RESPONSES_ROUTE,
     GEMINI_CHAT_ROUTE,
     GEMINI_MODEL,
     GENERATE_ROUTE,
@@ -358,6 +360,11 @@ def start_portkey(setup: Setup) -> Target:
     For Claude, `x-portkey-provider: anthropic` with the fake as custom host (with /v1, as Portkey's own
     Anthropic base URL has it): OpenAI-format requests are translated by Portkey's Anthropic provider, and
     Anthropic-format ones go to its /v1/messages route with the key in x-api-key.
+
+    Its /v1/responses serves only providers with a Responses API: gpt-4o's go to the fake's /v1/responses, and
+    with the anthropic provider it answers HTTP 500 "createModelResponse is not supported by anthropic" (so the
+    Claude Responses loads are unavailable; with the default openai provider they would reach the fake's
+    /v1/responses untranslated, which is not what they measure).
     """
     package_dir = ensure_portkey()
     port = free_port()
@@ -374,7 +381,8 @@ def start_portkey(setup: Setup) -> Target:
         GEMINI_CHAT_ROUTE: {"Authorization": f"Bearer {UPSTREAM_KEY}", **google},
         GENERATE_ROUTE: {**gemini_headers(UPSTREAM_KEY), **google},
     }
-    endpoint = Endpoint(port, headers, routes, route_prefixes={GENERATE_ROUTE: "/v1"})
+    unavailable = {CLAUDE_RESPONSES_ROUTE: "its /v1/responses does not translate: HTTP 500 with the anthropic provider"}
+    endpoint = Endpoint(port, headers, routes, unavailable, route_prefixes={GENERATE_ROUTE: "/v1"})
     wait_ready(launched, endpoint)
     return Target("portkey", endpoint, launched, f"@portkey-ai/gateway@{PORTKEY_VERSION}")
 

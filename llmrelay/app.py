@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 
 from llmrelay.config import Config, load_config
 from llmrelay.metering.quota import QuotaLedger
@@ -20,13 +21,14 @@ from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers import make_channel
 from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.images import ImageFetcher
+from llmrelay.providers.mock import MockUpstream
 from llmrelay.relay.conversations import ConversationStore
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.monitor import ChannelMonitor
 from llmrelay.relay.pipeline import Relay, cancellation
 from llmrelay.relay.routing import Router
 from llmrelay.store.cache import KeyCache
-from llmrelay.store.db import make_engine, migrate
+from llmrelay.store.db import StorageError, explain_database_error, make_engine, migrate
 from llmrelay.store.keys import changed_keys
 from llmrelay.surfaces import admin, anthropic, billing, gemini, openai, openapi
 from llmrelay.surfaces.http import HttpRequest, Receive, Scope, Send
@@ -66,6 +68,7 @@ class Gateway:
             self.engine, self.run_db, config.data_dir / "usage-spill.jsonl", config.usage_flush_seconds
         )
         self.pool = UpstreamPool()
+        self.mock_upstream = MockUpstream()  # serves the mock channels, if any
         self.router = Router(())
         self.images = ImageFetcher(config.image_fetch)
         self.relay = Relay(
@@ -91,9 +94,11 @@ class Gateway:
         await self.run_db(migrate, self.engine)
         await self.recorder.start()  # replays spilled records before keys are loaded
         await self.refresh_keys()
+        # Mock channels are bound to the gateway's own mock upstream; from here on they are channels like any other.
+        channel_configs = await self.mock_upstream.start(self.config.channels)
         channels = tuple(
             make_channel(channel_config, self.pool.session_for(channel_config.base_url), self.config.routing)
-            for channel_config in self.config.channels
+            for channel_config in channel_configs
         )
         if not channels:
             log.warning("no channels: set OPENAI_API_KEY or list channels in a config file (see README)")
@@ -127,6 +132,7 @@ class Gateway:
         await self.recorder.close()
         await self.conversations.close()
         await self.pool.close()
+        await self.mock_upstream.stop()
         await self.images.close()
         await self.run_db(self.engine.dispose)
         self._db_thread.shutdown(wait=True)
@@ -248,6 +254,12 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.start()
+                except (StorageError, SQLAlchemyError) as exc:
+                    # The database failed between `serve`'s own check and this start: one line saying what to
+                    # do (uvicorn logs the message), as `serve` would have said it, not a traceback.
+                    reason = explain_database_error(exc, self.config.database_url)
+                    await send({"type": "lifespan.startup.failed", "message": f"llmrelay: {reason}"})
+                    return
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

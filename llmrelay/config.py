@@ -8,6 +8,7 @@ models, GEMINI_API_KEY (or GOOGLE_API_KEY) a `gemini` channel serving the built-
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,13 +29,31 @@ DEFAULT_BASE_URLS = {
 DEFAULT_GEMINI_API_VERSION = "v1beta"  # the version every Gemini-compatible server serves
 DEFAULT_AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's current GA data-plane version
 # Azure OpenAI has no default: its base URL is the operator's own resource (https://NAME.openai.azure.com).
-CHANNEL_TYPES = (*DEFAULT_BASE_URLS, "azure")
+# A mock channel has no upstream at all: the gateway answers it itself (providers/mock.py).
+CHANNEL_TYPES = (*DEFAULT_BASE_URLS, "azure", "mock")
+MOCK_FORMATS = ("openai", "anthropic", "gemini")  # the wire formats a mock channel can present
+# Where a mock channel points until the gateway starts its mock server and binds the channel to it; `.invalid`
+# never resolves, so a tool that calls an unbound mock channel gets a clear "unreachable", not a stranger.
+MOCK_BASE_URL = "http://llmrelay-mock.invalid"
 DEFAULT_RESPONSE_RETENTION = 30 * 86_400  # seconds a stored response stays readable (stored_responses)
+MAX_PORT = 65535
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message names the offending setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class MockOptions:
+    """How a `type: mock` channel answers (see docs/mock.md)."""
+
+    format: str = "openai"  # the wire format it presents: openai, anthropic or gemini
+    latency: float = 0.0  # seconds before a reply (a stream's headers) begins
+    token_interval: float = 0.0  # seconds between stream events (0: the whole stream in one write)
+    reply_tokens: int = 16  # words in a text reply
+    failure_rate: float = 0.0  # share of requests answered with the format's overloaded error
+    seed: int | None = None  # makes the sequence of failures reproducible
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +77,7 @@ class ChannelConfig:
     # openai and azure channels: the upstream serves OpenAI's Responses API, so /v1/responses is forwarded as
     # sent (otherwise it is translated to chat completions)
     responses: bool = True
+    mock: MockOptions | None = None  # set on `type: mock` channels only
 
     def probed_model(self) -> str | None:
         """The model a health check asks for: `probe_model`, else the first concrete model the channel serves."""
@@ -173,6 +193,17 @@ def _integer(mapping: dict[str, object], key: str, default: int, where: str, min
     return number
 
 
+def _port(server: dict[str, object]) -> int:
+    """server.port: 1 to 65535 (0 would listen on a random port, and the socket layer refuses larger ones)."""
+    try:
+        port = _integer(server, "port", 8080, "server", 1)
+    except ConfigError:
+        port = 0
+    if not 1 <= port <= MAX_PORT:
+        raise ConfigError(f"server: 'port' must be a whole number from 1 to {MAX_PORT}, not {server.get('port')!r}")
+    return port
+
+
 def _string_map(raw: dict[str, object], key: str, where: str, meaning: str) -> dict[str, str]:
     value = raw.get(key) or {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -198,7 +229,9 @@ _TYPE_OPTIONS = {
     "openai": {"responses"},
     "gemini": {"api_version"},
     "azure": {"api_version", "deployments", "responses"},
+    "mock": {"format", "mock"},
 }
+_MOCK_OPTIONS = ("latency", "token_interval", "reply_tokens", "failure_rate", "seed")
 
 
 def _api_version(raw: dict[str, object], kind: str, where: str) -> str:
@@ -211,6 +244,46 @@ def _api_version(raw: dict[str, object], kind: str, where: str) -> str:
     if not re.fullmatch(r"v\d+(?:alpha|beta)?\d*", version):
         raise ConfigError(f"{where}: api_version is a Gemini API version such as v1beta or v1")
     return version
+
+
+def _bounded(mapping: dict[str, object], key: str, default: float, where: str, high: float = math.inf) -> float:
+    """A finite number from 0 to `high` (text too, as ${VAR} yields text)."""
+    value = mapping.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not (0 <= number <= high and math.isfinite(number)):
+        span = "from 0 to 1" if high == 1 else "of seconds, 0 or more"
+        raise ConfigError(f"{where}: '{key}' must be a number {span}")
+    return number
+
+
+def _mock_options(raw: dict[str, object], where: str) -> MockOptions:
+    """A mock channel's `format` and `mock:` options (docs/mock.md); it must not name an upstream."""
+    if "base_url" in raw:
+        raise ConfigError(f"{where}: a mock channel has no base_url (the gateway answers it itself); remove it")
+    kind = raw.get("format", "openai")
+    if kind not in MOCK_FORMATS:
+        raise ConfigError(f"{where}: 'format' must be one of {', '.join(MOCK_FORMATS)}, not {kind!r}")
+    options = raw.get("mock") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: 'mock' is a mapping with {', '.join(_MOCK_OPTIONS)}")
+    unknown = set(options) - set(_MOCK_OPTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown mock option(s) {', '.join(sorted(map(str, unknown)))}")
+    where = f"{where}, mock"
+    seed = options.get("seed")
+    return MockOptions(
+        format=str(kind),
+        latency=_bounded(options, "latency", 0.0, where),
+        token_interval=_bounded(options, "token_interval", 0.0, where),
+        reply_tokens=_integer(options, "reply_tokens", 16, where, 1),
+        failure_rate=_bounded(options, "failure_rate", 0.0, where, 1.0),
+        seed=None if seed is None else _integer(options, "seed", 0, where, 0),
+    )
 
 
 def _timeouts(raw: dict[str, object], where: str) -> tuple[float, float, float]:
@@ -241,9 +314,10 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
     unknown = set(raw) - _CHANNEL_OPTIONS - _TYPE_OPTIONS.get(kind, set())
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
-    if kind not in DEFAULT_BASE_URLS and not raw.get("base_url"):
+    mock = _mock_options(raw, where) if kind == "mock" else None
+    if kind == "azure" and not raw.get("base_url"):
         raise ConfigError(f"{where}: base_url is required (your resource's endpoint, https://NAME.openai.azure.com)")
-    base_url = str(raw.get("base_url") or DEFAULT_BASE_URLS[kind]).rstrip("/")
+    base_url = MOCK_BASE_URL if mock else str(raw.get("base_url") or DEFAULT_BASE_URLS[kind]).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must start with http:// or https://")
     models = _require(raw, "models", where, list)
@@ -281,6 +355,7 @@ def _parse_channel(raw: object, index: int) -> ChannelConfig:
         deployments=deployments,
         probe_model=probe_model,
         responses=responses,
+        mock=mock,
     )
 
 
@@ -368,8 +443,17 @@ def _read_yaml(path: str | os.PathLike[str] | None) -> dict[str, object]:
     return loaded or {}
 
 
+def default_data_dir() -> Path:
+    """Where an installed llmrelay keeps its data unless told otherwise: the platform's per-user data directory
+    (~/.local/share/llmrelay on Linux), so that every command finds the same database whatever the current
+    directory. (bin/llmrelay sets LLMRELAY_DATA_DIR to the checkout's data/ instead.)"""
+    import platformdirs  # here: only the CLI and a starting gateway need it, not the hot path
+
+    return Path(platformdirs.user_data_dir("llmrelay", appauthor=False))
+
+
 def _storage(raw: dict[str, object], environ: dict[str, str] | os._Environ[str]) -> tuple[str, Path]:
-    data_dir = Path(str(raw.get("data_dir") or environ.get("LLMRELAY_DATA_DIR") or "data")).resolve()
+    data_dir = Path(str(raw.get("data_dir") or environ.get("LLMRELAY_DATA_DIR") or default_data_dir())).resolve()
     database_url = str(
         environ.get("LLMRELAY_DATABASE_URL") or raw.get("database_url") or default_database_url(data_dir)
     )
@@ -393,7 +477,14 @@ def load_config(
     """Read the YAML file (if any) named by `path` or LLMRELAY_CONFIG, over environment defaults."""
     environ = os.environ if environ is None else environ
     path = path or environ.get("LLMRELAY_CONFIG") or None
-    raw: dict[str, object] = _interpolate_tree(_read_yaml(path), environ)  # type: ignore[assignment]
+    return parse_config(_read_yaml(path), environ)
+
+
+def parse_config(document: dict[str, object], environ: dict[str, str] | os._Environ[str] | None = None) -> Config:
+    """A config from a YAML document already in memory (the demo's, providers/mock.py), checked and completed
+    exactly as a config file is."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = _interpolate_tree(document, environ)  # type: ignore[assignment]
     known = {
         "channels",
         "prices",
@@ -442,7 +533,7 @@ def load_config(
     max_body = int(_number(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", int))
     body_timeout = _number(limits, "body_timeout", 60.0, "limits")
     request_timeout = _number(limits, "request_timeout", 3600.0, "limits")
-    port = int(_number(server, "port", 8080, "server", int))
+    port = _port(server)
     workers = int(_number(server, "workers", 1, "server", int))
     return Config(
         channels=tuple(channels),

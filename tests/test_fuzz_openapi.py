@@ -17,7 +17,8 @@ the examples and boundary cases, no shrinking, derandomised so that a failure re
 covered at the end of the module. Every case is sent with a valid key; one in ten is sent again with a wrong
 key and without a key, so that 401s are checked in every API's shape. Admin calls on a key are pointed at
 keys this module owns: other modules share this gateway and its database. Half the generated model names are
-served ones, so generated requests reach pricing, quota, translation and the upstreams.
+served ones, so generated requests reach pricing, quota, translation and the upstreams; Responses API cases are
+spread over an OpenAI model (forwarded), Claude and Gemini (translated), streamed or not.
 
 After the run, the database must show that nothing the gateway refused was billed, that every relayed request
 it answered with success has its usage record, that the key was charged exactly its records, and that every
@@ -81,6 +82,8 @@ SERVED_MODELS = (
     "whisper-1",
     "omni-moderation-latest",
 )
+# POST /v1/responses: the model of the document's first example, and the models its cases are spread over.
+RESPONSES_MODELS = ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.0-flash")
 TRACEBACK_MARKERS = (b"Traceback (most recent call last)", b'File "')
 
 SENT: Counter[str] = Counter()  # operation -> requests sent
@@ -207,6 +210,21 @@ def spare_the_fakes(value: object) -> None:
             spare_the_fakes(item)
 
 
+def spread_responses_requests(case: schemathesis.Case) -> None:
+    """Send POST /v1/responses cases to every way the gateway serves them. Most cases are variations of the
+    document's first example (an OpenAI model, not streamed), which the gateway forwards as sent; a third of
+    them go to Claude and a third to Gemini instead, which the gateway translates both ways, and half of those
+    that leave `stream` out are streamed, which for a translated model the gateway encodes itself. Only a
+    valid model and an absent `stream` are changed, so a case that breaks the document still does."""
+    if case.operation.label != "POST /v1/responses" or not isinstance(case.body, dict):
+        return
+    slot = zlib.crc32(repr(case.body).encode())
+    if case.body.get("model") == RESPONSES_MODELS[0]:
+        case.body["model"] = RESPONSES_MODELS[slot % len(RESPONSES_MODELS)]
+    if "stream" not in case.body and slot // len(RESPONSES_MODELS) % 2:
+        case.body["stream"] = True
+
+
 def exchange(case: schemathesis.Case, base_url: str, headers: dict[str, str], note: str = "") -> None:
     """Send the case and check the reply against the document (raising the checks' failures)."""
     label = case.operation.label
@@ -265,6 +283,7 @@ def test_every_operation_holds_to_the_document(
     hypothesis.assume(not leaves_the_route(case))
     confine_admin_changes(case)
     spare_the_fakes(case.body)
+    spread_responses_requests(case)
     exchange(case, gateway.url, credentials(case, fuzz_key))
     if case.operation.definition.raw.get("security") and SENT[case.operation.label] % AUTH_PROBE_EVERY == 1:
         exchange(case, gateway.url, credentials(case, WRONG_KEY), " (wrong key)")

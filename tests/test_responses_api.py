@@ -59,15 +59,17 @@ def assert_billed_as_reported(gateway: Gateway, request_id: str, model: str, usa
 
 def test_an_openai_model_gets_the_request_as_sent(gateway: Gateway, client: OpenAI, upstream: FakeOpenAI) -> None:
     reply, request_id = create(
-        client, model=GPT, instructions="You are terse.", input="say hello to the fake passthrough", metadata={"a": "b"}
+        client, model=GPT, instructions="You are terse.", input="greet marker-passthrough-channel", metadata={"a": "b"}
     )
-    assert reply.status == "completed" and "hello" in reply.output_text
+    assert reply.status == "completed" and "greet" in reply.output_text
     assert reply.id.startswith("resp_fake")  # the upstream's own response, relayed
-    sent = [r for r in upstream.state.requests if r.path == "/v1/responses" and b"fake passthrough" in r.raw][-1]
+    sent = [r for r in upstream.state.requests if r.path == "/v1/responses" and b"marker-passthrough-channel" in r.raw][
+        -1
+    ]
     assert sent.json == {
         "model": GPT,
         "instructions": "You are terse.",
-        "input": "say hello to the fake passthrough",
+        "input": "greet marker-passthrough-channel",
         "metadata": {"a": "b"},
     }
     assert_billed_as_reported(gateway, request_id, GPT, reply.usage, "fake")

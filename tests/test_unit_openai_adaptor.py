@@ -27,6 +27,7 @@ from llmrelay.relay.errors import (
 from llmrelay.relay.failures import relayed_error
 from llmrelay.relay.request import ChatRequest
 from llmrelay.surfaces.openai.chat import parse_chat_request
+from llmrelay.surfaces.openai.completions import CompletionJob
 
 PROVIDER = OpenAICompatibleProvider()
 CHANNEL = ChannelConfig(
@@ -574,3 +575,18 @@ def test_a_request_from_another_client_format_sends_its_canonical_body_not_its_b
     upstream = PROVIDER.chat_request(CHANNEL, request, "gpt-4o", None, 4096)
     sent = json.loads(upstream.body)
     assert sent == {**canonical, "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "fields", "choices"),
+    [
+        ("one prompt", {}, 1),
+        (["first", "second", "third"], {}, 3),  # a batch: each prompt gets its own completion
+        ([[1, 2], [3]], {"n": 2}, 4),
+        ([1, 2, 3], {"best_of": 3, "n": 2}, 3),  # token ids of one prompt; best_of candidates are all generated
+        (["a", "b"], {"best_of": 2}, 4),
+    ],
+)
+def test_a_completion_batch_reserves_for_every_prompt(prompt: object, fields: dict, choices: int) -> None:
+    job = CompletionJob(b"{}", {"model": "gpt-3.5-turbo-instruct", "prompt": prompt, "max_tokens": 10, **fields})
+    assert job.budget().choices == choices

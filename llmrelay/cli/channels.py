@@ -9,19 +9,18 @@ from datetime import UTC, datetime
 import aiohttp
 
 from llmrelay import operations
-from llmrelay.cli.common import open_database, print_table
+from llmrelay.cli.common import add_config_option, open_database, print_json, print_table
 from llmrelay.config import load_config
 from llmrelay.providers import make_channel
 from llmrelay.relay.probe import ProbeResult, probe_channel
 from llmrelay.store import channels as channel_store
-from llmrelay.surfaces.http import dumps
 
 
 def list_(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     views = operations.channel_views(config.channels, channel_store.stored_states(open_database(args)))
     if args.json:
-        print(dumps(views).decode())
+        print_json(views)
         return 0
     rows = [
         (
@@ -82,22 +81,26 @@ def _command(enabled: bool):  # type: ignore[no-untyped-def]
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     group = commands.add_parser("channels", help="list, test, enable and disable upstream channels")
-    group.add_argument("--config", dest="config", default=argparse.SUPPRESS, help="YAML config file")
+    add_config_option(group)
     actions = group.add_subparsers(dest="action", required=True)
 
     listing = actions.add_parser("list", help="each channel's state, last error and latency")
     listing.add_argument("--json", action="store_true", help="print JSON")
+    add_config_option(listing)
     listing.set_defaults(func=list_)
 
     testing = actions.add_parser("test", help="send a minimal request through each channel (or one)")
     testing.add_argument("name", nargs="?", help="the channel to test (default: all)")
+    add_config_option(testing)
     testing.set_defaults(func=test)
 
     enable = actions.add_parser("enable", help="put a channel back in service")
     enable.add_argument("name")
+    add_config_option(enable)
     enable.set_defaults(func=_command(True))
 
     disable = actions.add_parser("disable", help="take a channel out of service")
     disable.add_argument("name")
     disable.add_argument("--reason", help="why (shown in `channels list`)")
+    add_config_option(disable)
     disable.set_defaults(func=_command(False))

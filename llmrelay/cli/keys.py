@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-import orjson
-
 from llmrelay import operations
-from llmrelay.cli.common import open_database, print_table
-from llmrelay.metering.money import format_usd
+from llmrelay.cli.common import add_config_option, open_database, print_json, print_table, usd
 from llmrelay.store import keys as key_store
-from llmrelay.surfaces.http import dumps
 
 
 def _when(ts: int | None) -> str:
@@ -69,7 +65,7 @@ def create(args: argparse.Namespace) -> int:
         max_parallel=args.max_parallel or None,
     )
     print(
-        f"created key {record.name!r} (id {record.id}), quota {format_usd(record.quota_nano, 2)}, "
+        f"created key {record.name!r} (id {record.id}), quota {usd(record.quota_nano)}, "
         f"expires {_when(record.expires_at)}"
     )
     print("store it now; it cannot be shown again:")
@@ -81,15 +77,15 @@ def list_(args: argparse.Namespace) -> int:
     records = key_store.list_keys(open_database(args), include_deleted=args.all)
     views = [operations.key_view(r) for r in records]  # logs (to stderr) any row it cannot fully show
     if args.json:
-        print(dumps(views).decode())
+        print_json(views)
         return 0
     rows = [
         (
             r.id,
             r.name,
             r.key_prefix,
-            format_usd(r.balance_nano),
-            format_usd(r.used_nano),
+            usd(r.balance_nano),
+            usd(r.used_nano),
             r.request_count,
             r.status,
             _when(r.expires_at),
@@ -104,7 +100,7 @@ def list_(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     record = key_store.get_key(open_database(args), args.key)
-    print(orjson.dumps(operations.key_view(record), default=str, option=orjson.OPT_INDENT_2).decode())
+    print_json(operations.key_view(record), indent=True)  # amounts as exact numbers, as `list --json` has them
     return 0
 
 
@@ -120,7 +116,7 @@ def _status_command(status: str, verb: str):  # type: ignore[no-untyped-def]
 def topup(args: argparse.Namespace) -> int:
     amount = operations.parse_usd(args.usd, "--usd", allow_negative=True)
     record = key_store.top_up(open_database(args), args.key, amount)
-    print(f"key {record.name!r}: quota {format_usd(record.quota_nano)}, balance {format_usd(record.balance_nano)}")
+    print(f"key {record.name!r}: quota {usd(record.quota_nano)}, balance {usd(record.balance_nano)}")
     return 0
 
 
@@ -142,7 +138,9 @@ def update(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    group = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    keys = commands.add_parser("keys", help="manage API keys")
+    add_config_option(keys)
+    group = keys.add_subparsers(dest="keys_command", required=True)
 
     p = group.add_parser("create", help="create a key; the key is printed on the last line")
     p.add_argument("--name", required=True)
@@ -151,15 +149,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--expires", help="2026-12-31, an ISO time, or 30d / 12h from now")
     p.add_argument("--models", help="comma-separated allow-list of models or globs (default: all)")
     add_limit_options(p, "(default: none)")
+    add_config_option(p)
     p.set_defaults(func=create)
 
     p = group.add_parser("list", help="list keys")
     p.add_argument("--all", action="store_true", help="include deleted keys")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_config_option(p)
     p.set_defaults(func=list_)
 
     p = group.add_parser("show", help="show one key as JSON")
     p.add_argument("key", help="key name or id")
+    add_config_option(p)
     p.set_defaults(func=show)
 
     for name, status, verb in (
@@ -169,11 +170,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     ):
         p = group.add_parser(name, help=f"{name} a key")
         p.add_argument("key", help="key name or id")
+        add_config_option(p)
         p.set_defaults(func=_status_command(status, verb))
 
     p = group.add_parser("topup", help="add quota to a key")
     p.add_argument("key", help="key name or id")
     p.add_argument("--usd", required=True, help="amount to add (negative takes quota back)")
+    add_config_option(p)
     p.set_defaults(func=topup)
 
     p = group.add_parser("update", help="change a key's expiry, model allow-list, total quota or rate limits")
@@ -182,6 +185,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--models", help="new allow-list; empty string allows every model")
     p.add_argument("--quota-usd", help="new total quota in USD")
     add_limit_options(p, "(0 removes the limit)")
+    add_config_option(p)
     p.set_defaults(func=update)
 
 

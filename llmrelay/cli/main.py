@@ -1,144 +1,63 @@
-"""`llmrelay` command line: run the gateway, manage keys, read usage."""
+"""`llmrelay` command line: run the gateway, manage keys and channels, read usage, show the setup."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from llmrelay.cli import channels, keys, usage
-from llmrelay.config import ConfigError, load_config
+from sqlalchemy.exc import SQLAlchemyError
+
+from llmrelay.cli import channels, info, keys, serve, usage
+from llmrelay.cli.common import StartupError, package_version
+from llmrelay.config import ConfigError, default_data_dir
 from llmrelay.operations import ChannelError
-from llmrelay.store.db import make_engine, migrate
+from llmrelay.store.db import StorageError, explain_database_error
 from llmrelay.store.keys import KeyOperationError
 
-log = logging.getLogger("llmrelay.serve")
-GRACEFUL_TIMEOUT_ENV = "LLMRELAY_GRACEFUL_TIMEOUT"
-DEFAULT_GRACEFUL_TIMEOUT = 30.0
-STARTUP_FAILURE = 3  # uvicorn's exit status when the application fails to start
+ENVIRONMENT_VARIABLES = (
+    ("OPENAI_API_KEY", "creates the `openai` channel when the config lists no channels"),
+    ("OPENAI_BASE_URL", "that channel's upstream (default https://api.openai.com/v1)"),
+    ("ANTHROPIC_API_KEY", "creates the `anthropic` channel (same rule)"),
+    ("ANTHROPIC_BASE_URL", "that channel's upstream (default https://api.anthropic.com)"),
+    ("GEMINI_API_KEY", "creates the `gemini` channel (same rule); GOOGLE_API_KEY also works"),
+    ("GEMINI_BASE_URL", "that channel's upstream (default https://generativelanguage.googleapis.com)"),
+    ("LLMRELAY_CONFIG", "the YAML config file, as --config FILE"),
+    ("LLMRELAY_DATA_DIR", "where the SQLite database and the usage spill file live (the config's data_dir wins)"),
+    ("LLMRELAY_DATABASE_URL", "sqlite:///path.db or postgresql://user@host:5432/db (wins over database_url)"),
+    ("LLMRELAY_ADMIN_KEY", "turns the /admin/ API on (wins over admin_key)"),
+    (serve.GRACEFUL_TIMEOUT_ENV, "seconds requests may run at shutdown (default 30; --graceful-timeout wins)"),
+)
 
 
-def graceful_timeout(value: str | None) -> float:
-    """Seconds in-flight requests get to finish at shutdown before they are cancelled (and bill what they
-    delivered): --graceful-timeout, else $LLMRELAY_GRACEFUL_TIMEOUT, else 30."""
-    text = value if value is not None else os.environ.get(GRACEFUL_TIMEOUT_ENV)
-    if text is None or text == "":
-        return DEFAULT_GRACEFUL_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ConfigError(f"the graceful shutdown timeout must be a positive number of seconds, not {text!r}")
-    return seconds
-
-
-def gateway_server_class() -> type[Any]:
-    """uvicorn's Server, except that no signal skips the application's shutdown, which flushes usage.
-
-    uvicorn takes a second Ctrl-C as "force exit": it stops waiting for requests and skips the lifespan
-    shutdown, so the usage records queued since the last batch were never written. Here a repeated SIGINT or
-    SIGTERM cancels the requests still running instead (each bills what it delivered and ends its client's
-    reply with an error) and the shutdown goes on: usage is flushed to the database, or spilled to disk when
-    the database is away. Only SIGKILL abandons it.
-    """
-    import uvicorn
-
-    class GatewayServer(uvicorn.Server):
-        def __init__(self, config: uvicorn.Config) -> None:
-            super().__init__(config)
-            self._loop: asyncio.AbstractEventLoop | None = None
-            self._hurried = False
-
-        async def serve(self, sockets: Any = None) -> None:
-            self._loop = asyncio.get_running_loop()
-            await super().serve(sockets)
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if not self.should_exit:
-                super().handle_exit(sig, frame)  # the first signal: the graceful shutdown
-                return
-            if self._hurried:
-                log.warning("already shutting down: usage is being written (SIGKILL abandons it and loses it)")
-                return
-            self._hurried = True
-            log.warning(
-                "shutting down now: cancelling %d running request(s), which bill what they delivered; "
-                "usage is written before the gateway exits",
-                len(self.server_state.tasks),
-            )
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._cancel_requests)
-
-        def _cancel_requests(self) -> None:
-            for task in list(self.server_state.tasks):
-                task.cancel()
-
-    return GatewayServer
-
-
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from llmrelay.server import BoundedHttpProtocol
-
-    if args.config:
-        os.environ["LLMRELAY_CONFIG"] = str(args.config)
-    config = load_config()  # fail fast, with a clear message, before any worker starts
-    timeout = graceful_timeout(args.graceful_timeout)
-    # Migrate once here, so that several workers starting at once find the schema current.
-    engine = make_engine(config.database_url)
-    migrate(engine)
-    engine.dispose()
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": args.host or config.host,
-        "port": args.port or config.port,
-        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "http": BoundedHttpProtocol,  # httptools, with a cap on request heads (431)
-        "lifespan": "on",
-        "access_log": False,
-        "log_level": "info",
-        "server_header": False,
-        "date_header": False,
-        "timeout_graceful_shutdown": timeout,
-    }
-    workers = args.workers or config.workers
-    if workers > 1:
-        # uvicorn's supervisor builds each worker's server itself (see README: a repeated Ctrl-C and workers).
-        uvicorn.run("llmrelay.app:create_app", workers=workers, **options)
-        return 0
-    server = gateway_server_class()(uvicorn.Config("llmrelay.app:create_app", **options))
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it shut down for
-        server.run()
-    return 0 if server.started else STARTUP_FAILURE
+def environment_help() -> str:
+    """The epilog of `llmrelay --help` and `llmrelay serve --help`: every variable llmrelay reads."""
+    width = max(len(name) for name, _ in ENVIRONMENT_VARIABLES) + 2
+    lines = ["environment variables:"]
+    for name, text in ENVIRONMENT_VARIABLES:
+        lines.append(f"  {name:<{width}}{text}")
+        if name == "LLMRELAY_DATA_DIR":  # the actual default on this machine, which depends on the platform
+            lines.append(f"  {'':<{width}}default: {default_data_dir()} (bin/llmrelay: the checkout's data/)")
+    return "\n".join([*lines, "", "`llmrelay info` shows what a command would use."])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmrelay", description="An OpenAI-format LLM API gateway.")
-    parser.add_argument("--config", help="YAML config file (default: $LLMRELAY_CONFIG)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("serve", help="run the gateway")
-    run.add_argument("--config", dest="config", default=argparse.SUPPRESS, help="YAML config file")
-    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    run.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    run.add_argument("--workers", type=int, help="worker processes (default 1)")
-    run.add_argument(
-        "--graceful-timeout",
-        metavar="SECONDS",
-        help=f"at shutdown, seconds requests may run before they are cancelled (default ${GRACEFUL_TIMEOUT_ENV}, 30)",
+    parser = argparse.ArgumentParser(
+        prog="llmrelay",
+        description="An OpenAI-format LLM API gateway.",
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.set_defaults(func=serve)
-
+    parser.add_argument("--version", action="version", version=f"llmrelay {package_version()}")
+    # Here a plain default (None) rather than SUPPRESS: every command reads args.config.
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $LLMRELAY_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.add_command(commands, environment_help())
     keys.add_commands(commands)
     usage.add_commands(commands)
     channels.add_commands(commands)
+    info.add_command(commands)
     return parser
 
 
@@ -148,8 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # here, where a closed pipe can still be handled, rather than at exit
         return code
-    except (ConfigError, KeyOperationError, ChannelError) as exc:
+    except (ConfigError, KeyOperationError, ChannelError, StorageError, StartupError) as exc:
         print(f"llmrelay: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # The database failed after it was opened (it went away mid-command, a disk filled up): one line, as
+        # for a failure to open it, naming the database the command announced.
+        print(f"llmrelay: {explain_database_error(exc, getattr(args, 'database_url', ''))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # The reader of the output went away (`llmrelay usage | head`): not an error worth a traceback. Point

@@ -1,14 +1,27 @@
-"""`llmrelay usage`: requests, tokens and cost per key and per model for a period."""
+"""`llmrelay usage`: requests, tokens, other units and cost per key and per model for a period."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from llmrelay import operations
-from llmrelay.cli.common import open_database, print_table
-from llmrelay.metering.money import format_usd, usd_to_nano
+from llmrelay.cli.common import add_config_option, open_database, print_json, print_table, usd
+from llmrelay.metering.money import usd_to_nano
 from llmrelay.store import keys as key_store
-from llmrelay.surfaces.http import dumps
+
+# (heading, field of operations.usage_report): every billed unit, so that the cost of an image, speech or
+# transcription model is explained by its row rather than appearing against zero tokens.
+COLUMNS = (
+    ("requests", "requests"),
+    ("prompt", "prompt_tokens"),
+    ("cached", "cached_tokens"),
+    ("cache write", "cache_write_tokens"),
+    ("completion", "completion_tokens"),
+    ("images", "images"),
+    ("characters", "characters"),
+    ("audio seconds", "audio_seconds"),
+)
 
 
 def report(args: argparse.Namespace) -> int:
@@ -17,26 +30,18 @@ def report(args: argparse.Namespace) -> int:
     key_id = key_store.get_key(engine, args.key).id if args.key else None
     data = operations.usage_report(engine, period, key_id)
     if args.json:
-        print(dumps(data).decode())
+        print_json(data)
         return 0
     print(f"usage from {data['since']} to {data['until']}")
 
-    def row(label: object, t: dict[str, object]) -> tuple[object, ...]:
-        return (
-            label,
-            t["requests"],
-            t["prompt_tokens"],
-            t["cached_tokens"],
-            t["cache_write_tokens"],
-            t["completion_tokens"],
-            format_usd(usd_to_nano(t["cost_usd"])),
-        )
+    def row(label: object, totals: dict[str, Any]) -> tuple[object, ...]:
+        return (label, *(totals[field] for _, field in COLUMNS), usd(usd_to_nano(totals["cost_usd"])))
 
-    columns = ("requests", "prompt", "cached", "cache write", "completion", "cost")
+    headings = (*(heading for heading, _ in COLUMNS), "cost")
     print("\nper key")
-    print_table(("key", *columns), [row(k["name"], k) for k in data["keys"]] + [row("TOTAL", data["total"])])
+    print_table(("key", *headings), [row(k["name"], k) for k in data["keys"]] + [row("TOTAL", data["total"])])
     print("\nper model")
-    print_table(("model", *columns), [row(m["model"], m) for m in data["models"]])
+    print_table(("model", *headings), [row(m["model"], m) for m in data["models"]])
     return 0
 
 
@@ -46,5 +51,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--until", help="end (exclusive); default: now")
     p.add_argument("--days", type=int, help="the last N days")
     p.add_argument("--key", help="only this key (name or id)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (amounts as exact numbers)")
+    add_config_option(p)
     p.set_defaults(func=report)

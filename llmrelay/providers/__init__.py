@@ -19,6 +19,11 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+def provider_for(config: ChannelConfig) -> Provider:
+    """The channel's adaptor: a mock channel is called exactly as a real upstream of the format it presents."""
+    return PROVIDERS[config.mock.format if config.mock else config.type]
+
+
 def make_channel(config: ChannelConfig, session: aiohttp.ClientSession, routing: RoutingConfig) -> Channel:
     """A configured channel, ready to call: its adaptor, session, timeouts, secrets and a fresh health record.
 
@@ -27,7 +32,7 @@ def make_channel(config: ChannelConfig, session: aiohttp.ClientSession, routing:
     timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
     return Channel(
         config,
-        PROVIDERS[config.type],
+        provider_for(config),
         session,
         timeout,
         channel_secrets(config.api_key, config.headers),

@@ -23,6 +23,11 @@ from llmrelay.relay.errors import RelayError, scrub_secrets
 from llmrelay.relay.health import Failure
 
 
+class UpstreamRefusal(RelayError):
+    """An upstream's error about the request itself (a 4xx that is not retried): relayed to the client as
+    it is, and logged for the operator (a wrong base_url shows up as one)."""
+
+
 class UpstreamFailure(Exception):
     """A failed attempt another channel may retry: how it failed, the client's error if no channel is left,
     how long the upstream asked us to wait (seconds), and what the operator's log should say."""
@@ -127,12 +132,26 @@ def relayed_error(status: int, body: bytes, headers: Mapping[str, str], channel:
     )
 
 
+def hint(channel: Channel, detail: str) -> str:
+    """What an operator may want to check after a failed attempt, where the failure suggests it."""
+    config = channel.config
+    if detail.startswith("HTTP 404") and config.type == "openai" and not config.base_url.endswith("/v1"):
+        return " (is base_url missing /v1?)"
+    if detail.startswith(("HTTP 401", "HTTP 403")):
+        return " (check the channel's api_key)"
+    if detail.startswith("unreachable"):
+        return f" (is the upstream up at {config.base_url}?)"
+    if detail.startswith("timed out"):
+        return " (the channel's timeout.first_byte and timeout.idle set how long it may take)"
+    return ""
+
+
 def status_failure(status: int, body: bytes, headers: Mapping[str, str], channel: Channel) -> Exception:
     """What an upstream error reply raises: an UpstreamFailure when another channel may retry, else the
     client's error itself."""
     error = relayed_error(status, body, headers, channel)
     kind = failure_kind(status, body)
     if kind is None:
-        return error
+        return UpstreamRefusal(error.status, error.message, error.type, error.code, error.param, error.headers)
     detail = f"HTTP {status}: {error.message}"
     return UpstreamFailure(kind, error, detail, retry_after_seconds(headers, body) if status == 429 else None)

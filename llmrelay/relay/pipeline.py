@@ -40,7 +40,7 @@ from llmrelay.relay.errors import (
     upstream_timeout,
     upstream_unreachable,
 )
-from llmrelay.relay.failures import UpstreamFailure, status_failure
+from llmrelay.relay.failures import UpstreamFailure, UpstreamRefusal, hint, status_failure
 from llmrelay.relay.health import Failure
 from llmrelay.relay.jobs import Job, Reply, TokenJob
 from llmrelay.relay.limits import LocalRateLimiter, RateLimiter
@@ -207,6 +207,17 @@ class Relay:
             try:
                 await job.prepare(route, self.images)
                 result = await attempt(route, job.upstream_request(route, cap))
+            except UpstreamRefusal as refusal:
+                log.warning(
+                    "request %s: channel %s refused model %s (HTTP %d: %s)%s; relayed to the client",
+                    http.request_id,
+                    channel.config.name,
+                    job.model,
+                    refusal.status,
+                    refusal.message,
+                    hint(channel, f"HTTP {refusal.status}"),
+                )
+                raise
             except UpstreamFailure as failure:
                 channel.health.in_flight -= 1
                 outcome.route = None
@@ -587,12 +598,13 @@ def log_failed_attempt(
         consequence = f"; channel rests for this model {resting:.1f} s"
     then = f"retrying on channel {following.channel.config.name}" if following else "no channel left to try"
     log.warning(
-        "request %s: attempt %d for model %s on channel %s failed (%s)%s; %s",
+        "request %s: attempt %d for model %s on channel %s failed (%s)%s%s; %s",
         http.request_id,
         attempt,
         model,
         channel.config.name,
         failure.detail,
+        hint(channel, failure.detail),
         consequence,
         then,
     )

@@ -518,6 +518,322 @@ OPENAI_REPLIES: dict[str, Schema] = {
 }
 
 
+# ------------------------------------------------------------------------------ OpenAI API: Responses API
+
+# What llmrelay/formats/responses.py `responses_to_chat` checks, for every model (a request it refuses gets a
+# 400 naming the field, for an OpenAI channel too): the types below. Item, part, tool and tool choice types
+# it does not translate (built-in tools, hosted tools' calls, item references, files, ...) are valid here:
+# an OpenAI channel is sent them as written, and a model served by translation refuses them with a 400.
+RESPONSE_MESSAGE_TYPE: Schema = {"enum": ["message", None], "description": "May be left out."}
+TRANSLATED_PARTS = ["input_text", "input_image"]
+TRANSLATED_ITEMS = ["message", "function_call", "function_call_output", "reasoning"]
+TOOL_CHOICE_MODES: Schema = {"enum": ["auto", "none", "required"]}
+RESPONSE_EVENT_NAME: Schema = {
+    **STRING,
+    "description": "The event's `type`.",
+    "examples": ["response.created", "response.output_text.delta", "response.completed", "error"],
+}
+# The events whose `response` is the Response as it stands.
+RESPONSE_LIFECYCLE_EVENTS = [
+    "response.created",
+    "response.queued",
+    "response.in_progress",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+]
+NAMED_FUNCTION: Schema = obj({"type": {"const": "function"}, "name": NON_EMPTY}, ("type", "name"))
+
+
+def other_type(known: list[str], what: str) -> Schema:
+    """An object of a `type` other than the `known` ones: passed on to an OpenAI channel as written."""
+    return obj(
+        {"type": {**STRING, "not": {"enum": known}}},
+        ("type",),
+        description=f"Any other {what}: only OpenAI's Responses API has it (a model served by translation: 400).",
+    )
+
+
+def response_message(roles: Schema, part: Schema) -> Schema:
+    return obj(
+        {"type": RESPONSE_MESSAGE_TYPE, "role": roles, "content": {"anyOf": [STRING, array(part)]}},
+        ("role", "content"),
+    )
+
+
+ASSISTANT_PART: Schema = {
+    "anyOf": [
+        obj({"type": {"enum": ["output_text", "input_text"]}, "text": STRING}, ("type", "text")),
+        obj({"type": {"const": "refusal"}, "refusal": STRING}, ("type", "refusal")),
+    ]
+}
+IMAGE_URL: Schema = {
+    **STRING,
+    "pattern": r"^(https?://|data:[^,]+;base64,[\s\S])",
+    "description": "An http(s) URL or a data URI (data:<media type>;base64,<data>).",
+}
+TOOL_OUTPUT: Schema = {"anyOf": [STRING, array(ref("ResponseInputPart"))]}
+
+RESPONSES_SCHEMAS: dict[str, Schema] = {
+    "ResponsesRequest": obj(
+        {
+            "model": MODEL,
+            "input": {
+                "anyOf": [STRING, array(ref("ResponseInputItem")), {"type": "null"}],
+                "description": "A string (one user message) or an array of input items; `instructions` and "
+                "`input` together must make at least one message.",
+            },
+            "instructions": nullable({**STRING, "description": "A system message put first."}),
+            "tools": nullable(array(ref("ResponseTool"))),
+            "tool_choice": {
+                "anyOf": [
+                    TOOL_CHOICE_MODES,
+                    NAMED_FUNCTION,
+                    obj(
+                        {
+                            "type": {"const": "allowed_tools"},
+                            "mode": {"enum": ["auto", "required"]},
+                            "tools": array(
+                                {"anyOf": [NAMED_FUNCTION, other_type(["function"], "tool")]},
+                            ),
+                        },
+                        ("type", "mode", "tools"),
+                    ),
+                    other_type(["function", "allowed_tools"], "tool"),
+                    {"type": "null"},
+                ]
+            },
+            "parallel_tool_calls": nullable(BOOLEAN),
+            "text": nullable(
+                obj(
+                    {
+                        "format": nullable(ref("ResponseTextFormat")),
+                        "verbosity": nullable({"enum": ["low", "medium", "high"]}),
+                    }
+                )
+            ),
+            "max_output_tokens": nullable({**POSITIVE, "description": "OpenAI's own models want at least 16."}),
+            "temperature": nullable(NUMBER),
+            "top_p": nullable(NUMBER),
+            "reasoning": nullable(
+                obj(
+                    {
+                        "effort": nullable({"enum": ["none", "minimal", "low", "medium", "high", "xhigh", "max"]}),
+                        "summary": nullable({"enum": ["auto", "concise", "detailed"]}),
+                    }
+                )
+            ),
+            "metadata": nullable({**OBJECT, "additionalProperties": STRING}),
+            "previous_response_id": nullable(
+                {
+                    **NON_EMPTY,
+                    "description": "A response of this key's to continue: kept by the gateway for models served "
+                    "by translation, by the upstream for an OpenAI channel (unknown: 404).",
+                }
+            ),
+            "store": nullable({**BOOLEAN, "description": "false: the response is not kept (default true)."}),
+            "stream": nullable(BOOLEAN),
+            "stream_options": nullable(OBJECT),
+            "background": nullable({**BOOLEAN, "description": "true: OpenAI channels only (translation: 400)."}),
+            "truncation": nullable({"enum": ["auto", "disabled"]}),
+            "include": nullable(array(STRING)),
+            "user": nullable(STRING),
+            "prompt": {"description": "A stored prompt: OpenAI channels only (translation: 400)."},
+            "conversation": {"description": "A stored conversation: OpenAI channels only (translation: 400)."},
+        },
+        ("model",),
+        description="OpenAI's Responses API. An OpenAI channel gets the request as sent; any other model gets it "
+        "translated through chat completions, and what only OpenAI's Responses API has (built-in tools, item "
+        "references, files, background mode, stored prompts and conversations) is a 400 there. Every other field "
+        "is passed on for the upstream to judge.",
+        examples=[
+            {"model": "gpt-4o-mini", "input": "Hello!"},
+            {
+                "model": "claude-sonnet-4-5",
+                "instructions": "Answer briefly.",
+                "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hello!"}]}],
+                "max_output_tokens": 64,
+            },
+            {
+                "model": "gemini-2.0-flash",
+                "input": "What is the weather in Paris?",
+                "tools": [
+                    {
+                        "type": "function",
+                        "name": "get_weather",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"city": {"type": "string"}},
+                            "required": ["city"],
+                        },
+                    }
+                ],
+                "stream": True,
+            },
+        ],
+    ),
+    "ResponseInputItem": {
+        "anyOf": [
+            response_message({"enum": ["user", "system", "developer"]}, ref("ResponseInputPart")),
+            response_message({"const": "assistant"}, ASSISTANT_PART),
+            obj(
+                {"type": {"const": "function_call"}, "call_id": NON_EMPTY, "name": NON_EMPTY, "arguments": STRING},
+                ("type", "call_id", "name", "arguments"),
+            ),
+            obj(
+                {"type": {"const": "function_call_output"}, "call_id": NON_EMPTY, "output": TOOL_OUTPUT},
+                ("type", "call_id", "output"),
+            ),
+            obj({"type": {"const": "reasoning"}}, ("type",), description="Dropped when translated."),
+            other_type(TRANSLATED_ITEMS, "item"),
+        ],
+        "description": "A message (its `type` may be left out), a function call, a function call's output, a "
+        "reasoning item, or an item only OpenAI's Responses API reads.",
+    },
+    "ResponseInputPart": {
+        "anyOf": [
+            obj({"type": {"const": "input_text"}, "text": STRING}, ("type", "text")),
+            {
+                "anyOf": [
+                    obj({"image_url": IMAGE_URL}, ("image_url",)),
+                    obj({"image_url": {"type": "null"}, "file_id": STRING}, ("file_id",)),
+                ],
+                **obj({"type": {"const": "input_image"}, "detail": nullable(STRING)}, ("type",)),
+            },
+            other_type(TRANSLATED_PARTS, "content part (input_file, ...)"),
+        ]
+    },
+    "ResponseTool": {
+        "anyOf": [
+            obj(
+                {
+                    "type": {"const": "function"},
+                    "name": NON_EMPTY,
+                    "description": nullable(STRING),
+                    "parameters": nullable(OBJECT),
+                    "strict": nullable(BOOLEAN),
+                },
+                ("type", "name"),
+            ),
+            other_type(["function"], "tool (web_search, file_search, mcp, ...)"),
+        ]
+    },
+    "ResponseTextFormat": {
+        "anyOf": [
+            obj({"type": {"enum": ["text", "json_object"]}}, ("type",)),
+            obj(
+                {
+                    "type": {"const": "json_schema"},
+                    "name": NON_EMPTY,
+                    "description": nullable(STRING),
+                    "schema": OBJECT,
+                    "strict": nullable(BOOLEAN),
+                },
+                ("type", "name", "schema"),
+            ),
+        ]
+    },
+    "Response": obj(
+        {
+            "id": STRING,
+            "object": {"const": "response"},
+            "created_at": NUMBER,
+            "completed_at": nullable(NUMBER),
+            "status": {"enum": ["completed", "failed", "in_progress", "cancelled", "queued", "incomplete"]},
+            "model": STRING,
+            "output": array(ref("ResponseOutputItem")),
+            "usage": nullable(
+                obj(
+                    {
+                        "input_tokens": INTEGER,
+                        "input_tokens_details": obj({"cached_tokens": INTEGER}),
+                        "output_tokens": INTEGER,
+                        "output_tokens_details": obj({"reasoning_tokens": INTEGER}),
+                        "total_tokens": INTEGER,
+                    },
+                    ("input_tokens", "output_tokens", "total_tokens"),
+                )
+            ),
+            "error": nullable(obj({"code": STRING, "message": STRING}, ("code", "message"))),
+            "incomplete_details": nullable(obj({"reason": {"enum": ["max_output_tokens", "content_filter"]}})),
+            "instructions": {"description": "As sent (a string, or null)."},
+            "tools": array(obj({"type": STRING}, ("type",))),
+            "tool_choice": {"anyOf": [TOOL_CHOICE_MODES, obj({"type": STRING}, ("type",))]},
+            "parallel_tool_calls": BOOLEAN,
+            "previous_response_id": nullable(STRING),
+            "max_output_tokens": nullable(INTEGER),
+            "temperature": nullable(NUMBER),
+            "top_p": nullable(NUMBER),
+            "text": nullable(OBJECT),
+            "reasoning": nullable(OBJECT),
+            "metadata": nullable({**OBJECT, "additionalProperties": STRING}),
+            "store": nullable(BOOLEAN),
+            "background": nullable(BOOLEAN),
+            "truncation": nullable({"enum": ["auto", "disabled"]}),
+            "user": nullable(STRING),
+        },
+        ("id", "object", "created_at", "model", "output", "tools", "tool_choice", "parallel_tool_calls"),
+        description="A Response, as the openai SDK reads it (the request's settings repeated); the upstream's own "
+        "from an OpenAI channel.",
+    ),
+    "ResponseOutputItem": {
+        "anyOf": [
+            obj(
+                {
+                    "type": {"const": "message"},
+                    "id": STRING,
+                    "role": {"const": "assistant"},
+                    "status": {"enum": ["in_progress", "completed", "incomplete"]},
+                    "content": array(obj({"type": STRING}, ("type",), description="output_text or refusal")),
+                },
+                ("type", "id", "role", "content"),
+            ),
+            obj(
+                {
+                    "type": {"const": "function_call"},
+                    "id": STRING,
+                    "call_id": STRING,
+                    "name": STRING,
+                    "arguments": STRING,
+                },
+                ("type", "call_id", "name", "arguments"),
+            ),
+            obj({"type": {"const": "reasoning"}, "id": STRING, "summary": array(OBJECT)}, ("type", "id", "summary")),
+            obj(
+                {"type": {**STRING, "not": {"enum": ["message", "function_call", "reasoning"]}}},
+                ("type",),
+                description="A built-in tool's call (web_search_call, ...), from an OpenAI channel.",
+            ),
+        ]
+    },
+    "ResponseStreamEvent": {
+        "allOf": [
+            obj(
+                {"type": STRING, "sequence_number": {**INTEGER, "minimum": 0}},
+                ("type", "sequence_number"),
+                description="Its `type` is also the event's name; numbered from 0.",
+            ),
+            {
+                "anyOf": [
+                    obj({"type": {"enum": RESPONSE_LIFECYCLE_EVENTS}, "response": ref("Response")}, ("response",)),
+                    obj(
+                        {
+                            "type": {"const": "error"},
+                            "code": nullable(STRING),
+                            "message": STRING,
+                            "param": nullable(STRING),
+                        },
+                        ("message",),
+                        description="The stream failed: then `response.failed`, if it had begun.",
+                    ),
+                    obj({"type": {"not": {"enum": [*RESPONSE_LIFECYCLE_EVENTS, "error"]}}}),
+                ]
+            },
+        ]
+    },
+}
+
+
 # ------------------------------------------------------------------------------------------ Anthropic API
 
 ANTHROPIC_CONTENT: Schema = {
@@ -1014,6 +1330,25 @@ def build_paths() -> dict[str, Schema]:
     admin_key_reply = ok(ref("Key"), "The key.")
     admin_change = {"200": admin_key_reply, **admin_errors}
 
+    create_response = openai_relayed(
+        "createResponse",
+        "Create a model response (any model)",
+        "ResponsesRequest",
+        ok(
+            ref("Response"),
+            "The response; with `stream: true`, its events (`event: <type>`, then `data:` the event as JSON), "
+            "from response.created to response.completed or response.incomplete. A stream that breaks off ends "
+            "with an `error` event (then response.failed, if it had begun).",
+            **{"text/event-stream": sse_event(json_text(ref("ResponseStreamEvent")), RESPONSE_EVENT_NAME)},
+        ),
+    )
+    create_response["responses"]["404"] = {
+        **error_response("OpenAI", "404"),
+        "description": f"{STATUS_TEXT['404']} Also a `previous_response_id` that names no response of this key's "
+        "(`code`: previous_response_not_found), kept neither by the gateway nor by the OpenAI channel. In OpenAI's "
+        "shape.",
+    }
+
     paths: dict[str, Schema] = {
         "/v1/chat/completions": {
             "post": openai_relayed(
@@ -1027,6 +1362,7 @@ def build_paths() -> dict[str, Schema]:
                 ),
             )
         },
+        "/v1/responses": {"post": create_response},
         "/v1/completions": {
             "post": openai_relayed(
                 "createCompletion",
@@ -1448,6 +1784,7 @@ def build_document() -> Schema:
                 **ERROR_SCHEMAS,
                 **OPENAI_REQUESTS,
                 **OPENAI_REPLIES,
+                **RESPONSES_SCHEMAS,
                 **ANTHROPIC_SCHEMAS,
                 **GEMINI_SCHEMAS,
                 **ACCOUNT_SCHEMAS,

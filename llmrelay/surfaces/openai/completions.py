@@ -37,6 +37,13 @@ def prompt_pieces(prompt: Any, field: str = "prompt") -> tuple[list[str], int]:
     )
 
 
+def prompt_count(prompt: Any) -> int:
+    """How many prompts a (valid) prompt field holds: a batch is a list of strings or of token-id lists."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+        return len(prompt)
+    return 1
+
+
 class CompletionJob(TokenJob):
     endpoint = "completions"
     capability = Capability.COMPLETIONS
@@ -56,8 +63,9 @@ class CompletionJob(TokenJob):
         self.prompt_nonempty = bool(self.token_ids or any(self.texts))
         self.stream, self.include_usage = stream_flags(body)
         self.max_tokens = optional_positive_int(body, "max_tokens") or DEFAULT_MAX_TOKENS
-        # best_of candidates are all generated (and billed); n of them are returned.
-        self.choices = max(optional_positive_int(body, "n") or 1, optional_positive_int(body, "best_of") or 1)
+        # best_of candidates are all generated (and billed); n of them are returned; for each prompt of a batch.
+        per_prompt = max(optional_positive_int(body, "n") or 1, optional_positive_int(body, "best_of") or 1)
+        self.choices = per_prompt * prompt_count(body.get("prompt", ""))
 
     def budget(self) -> TokenBudget:
         bound = sum(len(text.encode()) for text in self.texts) + self.token_ids
