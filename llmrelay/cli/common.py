@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 
@@ -13,8 +12,10 @@ import orjson
 from sqlalchemy import Engine
 
 from llmrelay.config import load_storage_settings
+from llmrelay.metering.money import format_usd
 from llmrelay.store import db
 from llmrelay.store.db import StorageError, shown_url
+from llmrelay.surfaces.http import dumps
 
 
 class StartupError(Exception):
@@ -69,23 +70,13 @@ def open_database(args: argparse.Namespace) -> Engine:
 
 def usd(nano: int | None) -> str:
     """An amount for a table, exact: all nine decimal places of the nano-dollar integer ($0.000000100), so
-    that no amount is rounded away ("unlimited" for None). Formatted with `f` because str() of so small a
-    Decimal is scientific ($1.00E-7)."""
-    if nano is None:
-        return "unlimited"
-    return f"${Decimal(nano).scaleb(-9):.9f}"
-
-
-def _exact_decimal(value: object) -> object:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f"))  # the decimal's own digits: an exact JSON number
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+    that no amount is rounded away ("unlimited" for None)."""
+    return format_usd(nano, 9)
 
 
 def print_json(payload: object, indent: bool = False) -> None:
     """JSON on stdout with amounts as exact numbers, the way the HTTP API writes them (surfaces.http.dumps)."""
-    option = orjson.OPT_INDENT_2 if indent else 0
-    print(orjson.dumps(payload, default=_exact_decimal, option=option).decode())
+    print(dumps(payload, orjson.OPT_INDENT_2 if indent else 0).decode())
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -11,14 +11,7 @@ from typing import Any
 
 from llmrelay.cli.common import add_config_option, package_version, print_json, print_table
 from llmrelay.config import Config, load_config
-from llmrelay.metering.pricing import PriceTable
 from llmrelay.store.db import shown_url
-
-
-def price_count(table: PriceTable) -> int:
-    """Model names and patterns with a price (built in plus the config's). PriceTable has no public count; its
-    two lookup tables hold every entry exactly once."""
-    return len(getattr(table, "_exact", {})) + len(getattr(table, "_patterns", []))
 
 
 def config_file(args: argparse.Namespace) -> str | None:
@@ -35,7 +28,7 @@ def describe(config: Config, path: str | None, version: str) -> dict[str, Any]:
         "channels": [
             {"name": c.name, "type": c.type, "models": len(c.models), "base_url": c.base_url} for c in config.channels
         ],
-        "prices": price_count(config.prices),
+        "prices": len(config.prices),
         "default_price": config.prices.default is not None,
     }
 

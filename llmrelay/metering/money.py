@@ -54,4 +54,5 @@ def format_usd(nano: int | None, places: int = 6) -> str:
     if nano is None:
         return "unlimited"
     quantum = Decimal(1).scaleb(-places)
-    return f"${(Decimal(nano) / NANO_PER_USD).quantize(quantum, rounding=ROUND_HALF_UP)}"
+    # Fixed-point ("f"): str() of a small Decimal would switch to exponent notation ($1.00E-7).
+    return f"${(Decimal(nano) / NANO_PER_USD).quantize(quantum, rounding=ROUND_HALF_UP):f}"

@@ -241,6 +241,10 @@ class PriceTable:
         )
         self.default = default
 
+    def __len__(self) -> int:
+        """How many names and patterns have a price."""
+        return len(self._exact) + len(self._patterns)
+
     def lookup(self, model: str) -> Price | None:
         price = self._exact.get(model)
         if price is not None:

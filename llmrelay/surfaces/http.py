@@ -280,6 +280,6 @@ def _encode_decimal(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def dumps(payload: object) -> bytes:
+def dumps(payload: object, option: int = 0) -> bytes:
     """JSON bytes; Decimal amounts are written as exact JSON numbers."""
-    return orjson.dumps(payload, default=_encode_decimal)
+    return orjson.dumps(payload, default=_encode_decimal, option=option)
