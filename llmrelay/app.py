@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from llmrelay.config import Config, load_config
+from llmrelay.logs import setup_logging
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers import make_channel
@@ -271,10 +272,8 @@ class Gateway:
                 return
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
 def create_app() -> Gateway:
     """The ASGI application, configured from the environment (uvicorn calls this in each worker)."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # no-op where logging is already set up
-    return Gateway(load_config())
+    config = load_config()
+    setup_logging(config.log_format)
+    return Gateway(config)

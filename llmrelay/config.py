@@ -128,6 +128,7 @@ class Config:
     key_refresh_seconds: float = 0.5
     usage_flush_seconds: float = 0.2
     access_log: bool = False
+    log_format: str = "text"  # or "json": one JSON object a line (server.log_format, LLMRELAY_LOG_FORMAT)
     image_fetch: ImageFetchConfig = field(default_factory=ImageFetchConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     # How long the gateway keeps responses of translated models for `previous_response_id` (seconds).
@@ -367,6 +368,12 @@ def _response_retention(raw: object) -> int:
     return int(_number(raw, "retention_days", 30, "stored_responses") * 86_400)
 
 
+def _log_format(value: object) -> str:
+    if value not in ("text", "json"):
+        raise ConfigError(f"server: 'log_format' is text or json, not {value!r}")
+    return str(value)
+
+
 def _routing(raw: object) -> RoutingConfig:
     if raw is None:
         return RoutingConfig()
@@ -548,6 +555,7 @@ def parse_config(document: dict[str, object], environ: dict[str, str] | os._Envi
         body_timeout=body_timeout,
         request_timeout=request_timeout,
         access_log=bool(server.get("access_log", False)),
+        log_format=_log_format(environ.get("LLMRELAY_LOG_FORMAT") or server.get("log_format") or "text"),
         image_fetch=_image_fetch(raw.get("image_fetch")),
         routing=_routing(raw.get("routing")),
         response_retention=_response_retention(raw.get("stored_responses")),

@@ -142,7 +142,7 @@ def test_option_names_are_read_from_config_py() -> None:
     assert {"channels", "prices", "server", "routing", "stored_responses"} <= options[""]
     assert {"connect", "first_byte", "idle", "read"} == options["timeout"]
     assert {"deployments", "api_version", "responses", "probe_model", "max_parallel"} <= options["channels"]
-    assert {"host", "port", "workers", "access_log"} == options["server"]
+    assert {"host", "port", "workers", "access_log", "log_format"} == options["server"]
     assert {"max_body_bytes", "body_timeout", "request_timeout"} == options["limits"]
     assert missing_options({}) and "channels" in missing_options({})
 

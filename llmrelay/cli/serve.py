@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from llmrelay import operations
 from llmrelay.cli.common import StartupError, add_config_option, announce_database, ensure_data_dir
 from llmrelay.config import MAX_PORT, Config, ConfigError, load_config
+from llmrelay.logs import setup_logging
 from llmrelay.store import keys as key_store
 from llmrelay.store.db import open_database
 
@@ -151,11 +152,12 @@ def prepare(config: Config) -> Engine:
 def create_demo_app() -> Any:
     """The ASGI application of `serve --demo`: app.create_app with the demo's config in place of the config
     file (uvicorn calls it in each worker, which reads the storage settings from the environment as usual)."""
-    from llmrelay.app import LOG_FORMAT, Gateway
+    from llmrelay.app import Gateway
     from llmrelay.providers.mock import demo_config
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    return Gateway(demo_config())
+    config = demo_config()
+    setup_logging(config.log_format)
+    return Gateway(config)
 
 
 def introduce_demo(config: Config, engine: Engine, host: str, port: int) -> None:
@@ -207,6 +209,7 @@ def serve(args: argparse.Namespace) -> int:
         config = demo_config()
     else:
         config = load_config()
+    setup_logging(config.log_format)
     timeout = graceful_timeout(args.graceful_timeout)
     host, port, workers = args.host or config.host, args.port or config.port, args.workers or config.workers
     sock = listen(host, port)  # first: a busy port is the one line printed, not after the database's
@@ -234,6 +237,8 @@ def serve(args: argparse.Namespace) -> int:
         "date_header": False,
         "timeout_graceful_shutdown": timeout,
     }
+    if config.log_format == "json":
+        options["log_config"] = None  # uvicorn's lines go through the JSON handler set up above
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
 
