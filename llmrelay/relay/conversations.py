@@ -22,6 +22,7 @@ from llmrelay.store.responses import StoredResponse, delete_expired, load_respon
 
 log = logging.getLogger("llmrelay.responses")
 CACHE_ENTRIES = 5_000
+FLUSH_SECONDS = 0.2  # responses are written in batches, like usage records: one database call per batch
 RunDb = Callable[..., Awaitable[Any]]
 
 
@@ -31,6 +32,7 @@ class ConversationStore:
         self._run_db = run_db
         self.retention_seconds = retention_seconds
         self._cache: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._pending: list[StoredResponse] = []
         self._writes: set[asyncio.Task[None]] = set()
 
     def remember(self, response_id: str, key_id: int, model: str, conversation: list[dict[str, Any]]) -> None:
@@ -40,15 +42,23 @@ class ConversationStore:
         self._cache[response_id] = stored
         if len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
-        task = asyncio.get_running_loop().create_task(self._write(stored))
+        if not self._pending:
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
+        self._pending.append(stored)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:  # already written by close()
+            return
+        task = asyncio.get_running_loop().create_task(self._write(batch))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, stored: StoredResponse) -> None:
+    async def _write(self, batch: list[StoredResponse]) -> None:
         try:
-            await self._run_db(save_responses, self._engine, [stored])
+            await self._run_db(save_responses, self._engine, batch)
         except Exception:
-            log.exception("storing response %s failed; it stays in this process's memory only", stored.id)
+            log.exception("storing %d response(s) failed; they stay in this process's memory only", len(batch))
 
     async def find(self, response_id: str, key_id: int) -> StoredResponse | None:
         """The conversation up to `response_id`, if `key_id` made it and it is still kept."""
@@ -67,5 +77,7 @@ class ConversationStore:
             log.info("removed %d stored response(s) past their retention", removed)
 
     async def close(self) -> None:
+        if self._pending:
+            self._flush()
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=10)
