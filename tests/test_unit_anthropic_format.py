@@ -8,8 +8,6 @@ errors the way a client would.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -43,10 +41,10 @@ from llmrelay.formats.base import upstream_error_message
 from llmrelay.formats.openai import usage_to_openai
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError, bad_request, insufficient_quota, upstream_timeout, upstream_unreachable
+from tests.mutations import ABSENT, HOSTILE_VALUES, deep, mutated, paths
 
 MODEL = "claude-relay-test"
 USER = {"role": "user", "content": "hi"}
-ABSENT = object()  # a key the translation must leave out
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)
 CACHE = {"type": "ephemeral"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -326,13 +324,6 @@ def test_anthropic_to_chat_whole_body() -> None:
     }
 
 
-def _deep(levels: int) -> Any:
-    value: Any = 1
-    for _ in range(levels):
-        value = [value]
-    return value
-
-
 def _msg(*blocks: Any, role: str = "user") -> dict[str, Any]:
     return native(messages=[{"role": role, "content": list(blocks)}])
 
@@ -403,7 +394,7 @@ MALFORMED: list[tuple[Any, str | None]] = [
     (_use(name=""), "messages.0.content.0.name"),
     (_use(id=None), "messages.0.content.0.id"),
     (_use(input={"n": 2**70}), "messages.0.content.0.input"),
-    (_use(input={"deep": _deep(300)}), "messages.0.content.0.input"),
+    (_use(input={"deep": deep(300)}), "messages.0.content.0.input"),
     (
         _msg({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}, role="assistant"),
         "messages.0.content.0.type",
@@ -475,30 +466,6 @@ RICH_NATIVE = native(
     metadata={"user_id": "u"},
     stream=True,
 )
-HOSTILE_VALUES: list[Any] = [None, True, 0, -1, 1.5, "", "x", [], {}, [None], {"type": None}, [[]], 2**70, _deep(300)]
-
-
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if path:
-        yield path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths(item, (*path, index))
-
-
-def _mutated(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    mutated = copy.deepcopy(body)
-    target = mutated
-    for step in path[:-1]:
-        target = target[step]
-    if value is ABSENT:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return mutated
 
 
 def test_anthropic_to_chat_fuzz_only_ever_raises_400() -> None:
@@ -506,11 +473,11 @@ def test_anthropic_to_chat_fuzz_only_ever_raises_400() -> None:
     assert isinstance(anthropic_to_chat(RICH_NATIVE), dict)
     outcomes = {"ok": 0, "400": 0}
     surprises = []
-    for path in _paths(RICH_NATIVE):
+    for path in paths(RICH_NATIVE):
         replacements = [*HOSTILE_VALUES, ABSENT] if isinstance(path[-1], str) else HOSTILE_VALUES
         for value in replacements:
             try:
-                anthropic_to_chat(_mutated(RICH_NATIVE, path, value))
+                anthropic_to_chat(mutated(RICH_NATIVE, path, value))
                 outcomes["ok"] += 1
             except RelayError as error:
                 if error.status != 400:

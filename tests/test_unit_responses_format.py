@@ -9,7 +9,6 @@ is driven over an in-memory transport to read replies and streams the way a clie
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -42,6 +41,7 @@ from llmrelay.formats.responses import (
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError, bad_request, insufficient_quota, upstream_timeout
 from llmrelay.relay.request import ChatRequest
+from tests.mutations import ABSENT, HOSTILE_VALUES, deep, mutated, paths
 
 MODEL = "gpt-relay-test"
 USAGE = Usage(prompt_tokens=40, completion_tokens=12, cached_tokens=30)
@@ -49,7 +49,6 @@ STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 INPUT_ITEM: TypeAdapter[Any] = TypeAdapter(ResponseInputItemParam)
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 PNG = "data:image/png;base64,iVBORw0KGgo="
-ABSENT = object()  # a key removed from a body
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -498,13 +497,6 @@ def test_first_openai_only_feature_is_the_one_named() -> None:
     assert parsed.untranslatable is not None and parsed.untranslatable[1] == "input[0]"
 
 
-def _deep(depth: int) -> Any:
-    value: Any = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
-
-
 USER_PART = "input[0].content[0]"
 
 
@@ -606,7 +598,7 @@ MALFORMED = [
         id="tool-parameters",
     ),
     pytest.param(
-        body_of(tools=[{"type": "function", "name": "f", "parameters": _deep(300)}]),
+        body_of(tools=[{"type": "function", "name": "f", "parameters": deep(300)}]),
         "tools[0].parameters",
         id="tool-parameters-too-deep",
     ),
@@ -686,30 +678,6 @@ def test_malformed_fields_are_400s_naming_them(body: Any, param: str | None) -> 
 
 
 # Hostile values put in place of every field of RICH (as the Anthropic codec's fuzz test does).
-HOSTILE_VALUES: list[Any] = [None, True, 0, -1, 1.5, "", "x", [], {}, [None], {"type": None}, [[]], 2**70, _deep(300)]
-
-
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if path:
-        yield path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths(item, (*path, index))
-
-
-def _mutated(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    mutated = copy.deepcopy(body)
-    target = mutated
-    for step in path[:-1]:
-        target = target[step]
-    if value is ABSENT:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return mutated
 
 
 def check_any_body(body: Any) -> str:
@@ -737,10 +705,10 @@ def test_fuzz_every_field_of_a_rich_request() -> None:
     """Every field of RICH replaced by hostile values (or removed): a translation or a 400, never a crash."""
     assert check_any_body(copy.deepcopy(RICH)) == "ok"
     outcomes: dict[str, int] = {}
-    for path in _paths(RICH):
+    for path in paths(RICH):
         replacements = [*HOSTILE_VALUES, ABSENT] if isinstance(path[-1], str) else HOSTILE_VALUES
         for value in replacements:
-            outcome = check_any_body(_mutated(RICH, path, value))
+            outcome = check_any_body(mutated(RICH, path, value))
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert outcomes["400"] > 100 and outcomes["ok"] > 100 and outcomes["openai-only"] > 0
 
@@ -960,7 +928,7 @@ def test_echo_repeats_only_known_keys() -> None:
     """Whatever else a client put in a tool, choice or format is no part of the reply (nor could a deep value
     there always be encoded)."""
     native = body_of(
-        tools=[{**SCHEMA_TOOL, "junk": _deep(300)}],
+        tools=[{**SCHEMA_TOOL, "junk": deep(300)}],
         tool_choice={"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f", "x": 1}]},
         text={"format": {"type": "json_object", "junk": 1}, "junk": 2},
         reasoning={"effort": "low", "junk": 3},
