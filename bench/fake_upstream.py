@@ -40,6 +40,15 @@ Endpoints:
                               echo the model, and only parses a body that mentions "stream".
   anything else               404 with an OpenAI-style error body.
 
+Token-paced streams: a streaming request to /v1/chat/completions or /v1/messages whose model ends in `-paced`
+(`gpt-4o-paced`, `claude-sonnet-4-5-paced`) gets a stream paced like a real LLM's instead of the canned burst:
+--paced-events content events (chat chunks, or Anthropic text deltas), --paced-gap-ms apart, each event its own
+write (one HTTP chunk, one send), the first one at once with the head (and, for Anthropic, message_start,
+content_block_start and ping), and the closing events (chat: the finish chunk, the usage chunk when asked, then
+[DONE]; Anthropic: content_block_stop, message_delta, message_stop) one gap after the last content event. All
+the paced streams share one timer per millisecond tick, so 2,000 of them cost one callback per tick plus one
+write per event. A connection's next request waits until its paced stream has ended.
+
 Run: python bench/fake_upstream.py --port 18000
 """
 
@@ -56,6 +65,9 @@ from typing import cast
 
 MODEL = "gpt-4o"
 CHUNK_COUNT = 20
+PACED_SUFFIX = "-paced"  # a streaming request for a model named so gets a token-paced stream
+DEFAULT_PACED_EVENTS = 50
+DEFAULT_PACED_GAP_MS = 20.0
 PROMPT_TOKENS = 9
 EMBEDDING_DIMENSIONS = 16
 MAX_HEADER_BYTES = 64 * 1024
@@ -310,6 +322,115 @@ def _anthropic_stream(model: str) -> bytes:
     return _chunked_sse_response([_sse_event(event) for event in events])
 
 
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+CHUNKED_END = b"0\r\n\r\n"
+
+
+class Paced:
+    """A token-paced stream: steps[k] is written PACING.gap_ms * k after the request (each of its frames with its
+    own write); the last step ends the chunked body."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: list[list[bytes]]) -> None:
+        self.steps = tuple(tuple(step) for step in steps)
+
+
+class Pacing:
+    """How paced streams are paced (set from the command line)."""
+
+    events = DEFAULT_PACED_EVENTS
+    gap_ms = DEFAULT_PACED_GAP_MS
+
+
+PACING = Pacing()
+
+
+def _frame(event: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+def _paced_steps(opening: list[bytes], content: list[bytes], closing: list[bytes]) -> Paced:
+    """Step 0: the head, the opening events and the first content event; one step per further content event;
+    a last step with the closing events and the end of the body."""
+    frames = [_frame(event) for event in closing]
+    frames[-1] += CHUNKED_END
+    steps = [[SSE_HEAD, *(_frame(event) for event in opening), _frame(content[0])]]
+    steps += [[_frame(event)] for event in content[1:]]
+    return Paced([*steps, frames])
+
+
+def _paced_chat_stream(include_usage: bool) -> Paced:
+    events = PACING.events
+    content = [
+        _chat_chunk(
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "word "} if index == 0 else {"content": "word "},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ]
+        )
+        for index in range(events)
+    ]
+    closing = [_chat_chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])]
+    if include_usage:
+        closing.append(_chat_chunk([], _usage(PROMPT_TOKENS, events)))
+    closing.append(b"data: [DONE]\n\n")
+    return _paced_steps([], content, closing)
+
+
+def _paced_anthropic_stream(model: str) -> Paced:
+    events = PACING.events
+    opening = _message(model)
+    opening["content"] = []
+    opening["stop_reason"] = None
+    opening["usage"] = {**cast(dict[str, int], opening["usage"]), "output_tokens": 1}
+    start: list[dict[str, object]] = [
+        {"type": "message_start", "message": opening},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+    ]
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "word "}}
+    closing: list[dict[str, object]] = [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": events},
+        },
+        {"type": "message_stop"},
+    ]
+    return _paced_steps(
+        [_sse_event(event) for event in start],
+        [_sse_event(delta)] * events,
+        [_sse_event(event) for event in closing],
+    )
+
+
+def _is_paced(model: object) -> bool:
+    return isinstance(model, str) and model.endswith(PACED_SUFFIX)
+
+
+_PACED_CACHE: dict[tuple[str, str, bool], Paced] = {}
+
+
+def paced_reply(kind: str, model: str, flag: bool) -> Paced:
+    """The paced stream of a route ("chat": flag = include_usage; "messages": the model echoed), built once."""
+    key = (kind, model if kind == "messages" else "", flag)
+    reply = _PACED_CACHE.get(key)
+    if reply is None:
+        reply = _paced_chat_stream(flag) if kind == "chat" else _paced_anthropic_stream(model)
+        if len(_PACED_CACHE) < MAX_CACHED_MODELS:
+            _PACED_CACHE[key] = reply
+    return reply
+
+
 def _anthropic_error(status: str, kind: str, message: str) -> bytes:
     return _fixed_length_response(status, _json({"type": "error", "error": {"type": kind, "message": message}}))
 
@@ -343,7 +464,7 @@ def _parse_json_object(body: bytes) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
-def chat_response(body: bytes) -> bytes:
+def chat_response(body: bytes) -> bytes | Paced:
     """The JSON is only parsed when it mentions streaming, which keeps the common non-stream path cheap."""
     if b'"stream"' not in body:
         return CHAT
@@ -354,6 +475,8 @@ def chat_response(body: bytes) -> bytes:
         return CHAT
     options = request.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if _is_paced(request.get("model")):
+        return paced_reply("chat", "", include_usage)
     return CHAT_STREAM_WITH_USAGE if include_usage else CHAT_STREAM
 
 
@@ -400,7 +523,7 @@ def _messages_invalid(request: dict[str, object]) -> str:
     return ""
 
 
-def messages_response(head: bytes, body: bytes) -> bytes:
+def messages_response(head: bytes, body: bytes) -> bytes | Paced:
     """Headers as the real API wants them, the required fields checked, then a canned reply per model."""
     if _header_value(head, b"x-api-key:") is None and _header_value(head, b"authorization:") is None:
         return ANTHROPIC_NO_KEY
@@ -413,6 +536,8 @@ def messages_response(head: bytes, body: bytes) -> bytes:
         return _anthropic_error("400 Bad Request", "invalid_request_error", "the body is not a JSON object")
     if problem := _messages_invalid(request):
         return _anthropic_error("400 Bad Request", "invalid_request_error", problem)
+    if request.get("stream") is True and _is_paced(request["model"]):
+        return paced_reply("messages", cast(str, request["model"]), True)
     key = (cast(str, request["model"]), request.get("stream") is True)
     reply = _MESSAGES_CACHE.get(key)
     if reply is None:
@@ -532,7 +657,7 @@ def gemini_response(target: bytes, head: bytes, body: bytes) -> bytes:
     return reply
 
 
-ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
+ROUTES: dict[bytes, Callable[[bytes], bytes | Paced]] = {
     b"/v1/chat/completions": chat_response,
     b"/chat/completions": chat_response,
     b"/v1/embeddings": embeddings_response,
@@ -540,10 +665,10 @@ ROUTES: dict[bytes, Callable[[bytes], bytes]] = {
     b"/v1/responses": responses_response,
     b"/responses": responses_response,
 }
-ROUTES_WITH_HEADERS: dict[bytes, Callable[[bytes, bytes], bytes]] = {b"/v1/messages": messages_response}
+ROUTES_WITH_HEADERS: dict[bytes, Callable[[bytes, bytes], bytes | Paced]] = {b"/v1/messages": messages_response}
 
 
-def respond(method: bytes, target: bytes, head: bytes, body: bytes) -> bytes:
+def respond(method: bytes, target: bytes, head: bytes, body: bytes) -> bytes | Paced:
     """`head` is the lower-cased header block, as `_header_value` reads it."""
     path = target.split(b"?", 1)[0]
     if method == b"POST" and (handler := ROUTES.get(path)) is not None:
@@ -584,18 +709,94 @@ def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
         position += size + 2
 
 
+class PacedWriter:
+    """Writes every paced stream's steps on time: streams due in the same millisecond share one timer callback."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, list[PacedStream]] = {}
+        self.gap_ms = PACING.gap_ms
+
+    def start(self, stream: PacedStream) -> None:
+        loop = asyncio.get_running_loop()
+        stream.advance()
+        if not stream.finished:
+            self._add(loop, round(loop.time() * 1000 + self.gap_ms), stream)
+
+    def _add(self, loop: asyncio.AbstractEventLoop, tick: int, stream: PacedStream) -> None:
+        bucket = self.buckets.get(tick)
+        if bucket is None:
+            bucket = self.buckets[tick] = []
+            loop.call_at(tick / 1000, self._fire, loop, tick)
+        bucket.append(stream)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        # Each stream's next step is due a gap after this one was due, not after it ran: no drift.
+        following = round(tick + self.gap_ms)
+        for stream in self.buckets.pop(tick):
+            stream.advance()
+            if not stream.finished:
+                self._add(loop, following, stream)
+
+
+class PacedStream:
+    """One paced reply in progress on one connection."""
+
+    __slots__ = ("finished", "index", "protocol", "reply")
+
+    def __init__(self, protocol: UpstreamProtocol, reply: Paced) -> None:
+        self.protocol, self.reply, self.index, self.finished = protocol, reply, 0, False
+
+    def advance(self) -> None:
+        transport = self.protocol.transport
+        if transport.is_closing():  # the client went away: drop the rest
+            self.finished = True
+            return
+        for frame in self.reply.steps[self.index]:
+            transport.write(frame)
+        self.index += 1
+        if self.index == len(self.reply.steps):
+            self.finished = True
+            self.protocol.paced_done()
+
+
+_PACED_WRITER: PacedWriter | None = None
+
+
+def _paced_writer() -> PacedWriter:
+    global _PACED_WRITER  # one per process, created in the loop that serves
+    if _PACED_WRITER is None:
+        _PACED_WRITER = PacedWriter()
+    return _PACED_WRITER
+
+
 class UpstreamProtocol(asyncio.Protocol):
-    """One connection: frames each complete request in the buffer and writes its canned response in order."""
+    """One connection: frames each complete request in the buffer and writes its canned response in order; a
+    paced reply holds back the connection's next requests until it has been written out."""
 
     buffer: bytearray
     transport: asyncio.Transport
+    pacing: bool  # a paced reply is being written
+    close_after: bool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.buffer = bytearray()
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.pacing = False
+        self.close_after = False
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if not self.pacing:
+            self._answer()
+
+    def paced_done(self) -> None:
+        self.pacing = False
+        if self.close_after:
+            self.transport.close()
+        elif self.buffer:
+            self._answer()
+
+    def _answer(self) -> None:
         replies = []
         close = False
         while not close:
@@ -606,13 +807,19 @@ class UpstreamProtocol(asyncio.Protocol):
             if request is None:
                 break
             reply, close = request
+            if isinstance(reply, Paced):
+                if replies:
+                    self.transport.write(b"".join(replies))
+                self.pacing, self.close_after = True, close
+                _paced_writer().start(PacedStream(self, reply))
+                return
             replies.append(reply)
         if replies:
             self.transport.write(b"".join(replies))
         if close or (len(self.buffer) > MAX_HEADER_BYTES and self.buffer.find(b"\r\n\r\n") < 0):
             self.transport.close()
 
-    def _next_request(self) -> tuple[bytes, bool] | None:
+    def _next_request(self) -> tuple[bytes | Paced, bool] | None:
         """Consume one complete request from the buffer, returning (response, close-after); None if incomplete."""
         head_end = self.buffer.find(b"\r\n\r\n")
         if head_end < 0:
@@ -657,7 +864,22 @@ def main() -> None:
         description="Fast fake OpenAI, Anthropic and Gemini upstream on 127.0.0.1 for benchmarks."
     )
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--paced-events",
+        type=int,
+        default=DEFAULT_PACED_EVENTS,
+        help=f"content events per paced stream (model *{PACED_SUFFIX}; default {DEFAULT_PACED_EVENTS})",
+    )
+    parser.add_argument(
+        "--paced-gap-ms",
+        type=float,
+        default=DEFAULT_PACED_GAP_MS,
+        help=f"milliseconds between a paced stream's events (default {DEFAULT_PACED_GAP_MS:g})",
+    )
     args = parser.parse_args()
+    if args.paced_events < 1 or args.paced_gap_ms < 0:
+        parser.error("--paced-events must be at least 1 and --paced-gap-ms not negative")
+    PACING.events, PACING.gap_ms = args.paced_events, args.paced_gap_ms
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port))

@@ -13,6 +13,10 @@ Responses API with gpt-4o: forwarded as sent to an OpenAI upstream's /v1/respons
 wrk generates throughput loads from one core with almost no overhead of its own. It cannot see when the first
 chunk of a streamed response arrives, so time-to-first-chunk is measured by a small asyncio client that sends
 sequential streaming requests over one keep-alive connection and notes when the first `data:` event is in.
+
+The token-paced loads (`paced-*`) ask for a model ending in `-paced`, for which the fake upstream sends each
+event of a stream on its own, a gap apart, like a real LLM; hundreds or thousands of such streams at once are held
+by paced.py's client, which times each stream's first event and end (see there).
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ TRAILING_DONE = "data: [DONE]"
 STREAM_TAIL_BYTES = 256  # "ends with": the marker must be in the stream's last bytes, the last event
 LAST_EVENT_WINDOW_BYTES = 1024  # where the last event's `data:` is looked for first (then in the whole body)
 RESPONSES_LAST_EVENT_BYTES = 4096  # the same for a Responses stream, whose last event (a whole Response) is ~1 KiB
+PACED_TAIL_BYTES = 2048  # a paced stream ends with its usage chunk and [DONE]: both in its last bytes
+PACED_SUFFIX = "-paced"  # the fake upstream paces a stream for a model named so (fake_upstream.py)
+PACED_GPT_MODEL = "gpt-4o" + PACED_SUFFIX
+PACED_CLAUDE_MODEL = "claude-sonnet-4-5" + PACED_SUFFIX
+PACED_MODELS = (PACED_GPT_MODEL, PACED_CLAUDE_MODEL)
 ANTHROPIC_VERSION = "2023-06-01"
 OPENAI_ROUTE, CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE = "openai", "claude-chat", "messages"
 GEMINI_CHAT_ROUTE, GENERATE_ROUTE = "gemini-chat", "generate"
@@ -99,13 +108,17 @@ class Load:
     streaming: bool = False
     first_chunk_only: bool = False  # measured by the TTFB client instead of wrk
     route: str = OPENAI_ROUTE
+    paced_streams: int = 0  # a token-paced load: this many concurrent streams, held by paced.py's client
 
     @property
     def stream_end(self) -> tuple[str, ...]:
         """What a complete stream of this load ends with, by the format the client speaks: every one of these
-        strings (one, except for a Responses stream: its closing event and its usage)."""
+        strings (one, except for a Responses stream: its closing event and its usage; and a paced stream, which
+        asks for usage: [DONE] and the usage chunk's token counts)."""
         if self.route in RESPONSES_ROUTES:
             return RESPONSES_STREAM_END
+        if self.paced_streams:
+            return (OPENAI_STREAM_END, '"completion_tokens"')
         ends = {MESSAGES_ROUTE: ANTHROPIC_STREAM_END, GENERATE_ROUTE: GEMINI_STREAM_END}
         return (ends.get(self.route, OPENAI_STREAM_END),)
 
@@ -126,6 +139,8 @@ class Load:
         there first, then in the whole body)."""
         if self.route in RESPONSES_ROUTES:
             return RESPONSES_LAST_EVENT_BYTES
+        if self.paced_streams:
+            return PACED_TAIL_BYTES
         return LAST_EVENT_WINDOW_BYTES if self.end_in_last_event else STREAM_TAIL_BYTES
 
 
@@ -174,6 +189,18 @@ def _responses_load(name: str, route: str, connections: int, stream: bool) -> Lo
     return Load(name, title, RESPONSES_PATH, _json(body), connections, "req/s", route=route)
 
 
+def _paced_load(streams: int, model: str) -> Load:
+    """Token-paced streams: OpenAI-format chat to a `-paced` model, asking for usage as a streaming app that
+    bills does (so a complete stream ends with the usage chunk, then [DONE]); with the Claude model the gateway
+    translates (the `claude-chat` route)."""
+    translated = model == PACED_CLAUDE_MODEL
+    body = _json({**CHAT_BODY, "model": model, "stream": True, "stream_options": {"include_usage": True}})
+    title = f"token-paced streams{' to Claude (translated)' if translated else ''}, {streams:,} at once"
+    name = f"paced-{'claude-' if translated else ''}{streams}"
+    route = CLAUDE_CHAT_ROUTE if translated else OPENAI_ROUTE
+    return Load(name, title, CHAT_PATH, body, streams, "streams/s", True, route=route, paced_streams=streams)
+
+
 STREAM_BODY = _streaming(CHAT_BODY)
 LOADS = (
     Load("chat-32c", "chat, non-streaming, 32 connections", CHAT_PATH, _json(CHAT_BODY), 32, "req/s"),
@@ -197,7 +224,12 @@ LOADS = (
     _responses_load("responses-stream-32c", CLAUDE_RESPONSES_ROUTE, 32, stream=True),
     _responses_load("responses-gpt-32c", RESPONSES_ROUTE, 32, stream=False),
     _responses_load("responses-gpt-stream-32c", RESPONSES_ROUTE, 32, stream=True),
+    _paced_load(500, PACED_GPT_MODEL),
+    _paced_load(2000, PACED_GPT_MODEL),
+    _paced_load(500, PACED_CLAUDE_MODEL),
+    _paced_load(2000, PACED_CLAUDE_MODEL),
 )
+PACED_LOADS = tuple(load.name for load in LOADS if load.paced_streams)
 LOADS_BY_NAME = {load.name: load for load in LOADS}
 
 
@@ -213,6 +245,28 @@ class LoadResult:
     p99_ms: float
     errors: int
     error_kinds: str  # which kinds of failure happened, e.g. "non2xx, read"; the counts are in `errors`
+    paced: PacedFigures | None = None  # a token-paced load's own figures (p50_ms, p99_ms: whole streams)
+
+
+@dataclass(frozen=True)
+class PacedFigures:
+    """What paced.py's client measured besides rate and whole-stream latency, over its window."""
+
+    ttfe_p50_ms: float  # time to first event
+    ttfe_p99_ms: float
+    events: int  # `data:` events the client received in the streams that ended in the window
+    gateway_cpu_seconds: float  # user+system of the target's process tree over the window
+    upstream_cpu_seconds: float  # the fake upstream's (the same as the gateway's for `direct`)
+    client_cpu_seconds: float
+    peak_rss_mib: float  # the target's tree, its processes' VmHWM reset before the load (where allowed)
+    unfinished: int  # users whose stream was still running DRAIN_SECONDS after the window (not counted)
+
+    def percent_of_core(self, cpu_seconds: float, seconds: float) -> float:
+        return cpu_seconds / seconds * 100 if seconds > 0 else math.nan
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.gateway_cpu_seconds * 1e6 / self.events if self.events else math.nan
 
     @property
     def per_second(self) -> float:
@@ -335,7 +389,7 @@ def stream_complete(body: bytes, load: Load) -> bool:
     if load.end_in_last_event:
         last = body.rfind(b"data:")
         return last >= 0 and all(end.encode() in body[last:] for end in load.stream_end)
-    return all(end.encode() in body[-STREAM_TAIL_BYTES:] for end in load.stream_end)
+    return all(end.encode() in body[-load.expect_window :] for end in load.stream_end)
 
 
 def describe_reply(reply: Reply, load: Load, expect_headers: tuple[str, ...] = ()) -> str:

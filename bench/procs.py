@@ -146,6 +146,19 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def reset_peak_rss(root: int) -> None:
+    """Reset each process's VmHWM to its current RSS (`5` to /proc/<pid>/clear_refs), so that a peak read later
+    is the peak since now; where that is not allowed the peak stays the process's lifetime peak."""
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss_mib(root: int) -> float:
+    """The sum of the tree's processes' VmHWM (each one's peak since it started, or since reset_peak_rss)."""
+    return sum(_status_kib(pid, "VmHWM:") for pid in process_tree(root)) / 1024
+
+
 def rss_mib(root: int) -> float:
     """Current resident memory of the whole tree."""
     return sum(_status_kib(pid, "VmRSS:") for pid in process_tree(root)) / 1024

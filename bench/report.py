@@ -120,7 +120,11 @@ def _errors_cell(results: Results, target: str, loads: list[str]) -> str:
 
 def summary_table(results: Results) -> list[str]:
     """The OpenAI-format loads on gpt-4o."""
-    loads = [load.name for load in LOADS if load.route == OPENAI_ROUTE and load.name in results.loads]
+    loads = [
+        load.name
+        for load in LOADS
+        if load.route == OPENAI_ROUTE and load.name in results.loads and not load.paced_streams
+    ]
     header = [
         "target",
         "chat req/s (32c)",
@@ -160,7 +164,9 @@ def _translated_passthrough_table(
 ) -> list[str]:
     """One provider's loads: translated (OpenAI format in) and passthrough (the provider's format both ways);
     `translated` and `passthrough` name the loads: (32 connections, 1 connection, streaming)."""
-    loads = [load.name for load in LOADS if load.route in routes and load.name in results.loads]
+    loads = [
+        load.name for load in LOADS if load.route in routes and load.name in results.loads and not load.paced_streams
+    ]
     columns = [
         ("translated req/s (32c)", translated[0], "rate"),
         ("translated added p50 ms (1c)", translated[1], "added"),
@@ -222,6 +228,95 @@ def responses_table(results: Results) -> list[str]:
         cells = [_cell(results, target, load, pick) for _, load, pick in columns]
         rows.append([target, *cells, _errors_cell(results, target, loads)])
     return _table(header, rows)
+
+
+PACED_INTRO = (
+    "Many slow streams at once, as real LLM traffic is: each user holds one keep-alive connection and streams one "
+    "reply after another (closed loop); the fake upstream sends each of a stream's {events} content events on its "
+    "own ({gap:g} ms apart, one write each; then the finish and usage chunks and [DONE]), so the gateway relays "
+    "every event by itself. `paced-N`: N concurrent OpenAI-format streams to `gpt-4o-paced` (passthrough); "
+    "`paced-claude-N`: the same to `claude-sonnet-4-5-paced` (translated to Anthropic's Messages stream and back; "
+    "direct is the fake's OpenAI chat route, paced alike). The requests ask for usage (`stream_options`); a stream "
+    "is complete when it ends with the usage chunk and `[DONE]`. Client: bench/paced.py (uvloop), the users' "
+    "starts spread over one stream's length, then {duration:g} s measured; a stream counts when it ends in that "
+    "window. TTFE = time to the first `data:` event; whole = the whole stream. CPU % of a core and CPU µs/event "
+    "(per `data:` event the client received): the target's process tree over the window (user+system). Peak RSS: "
+    "the target's VmHWM, reset before the load. Upstream / client: the fake's and the client's CPU over the window "
+    "(they share the load core, except the fake as `direct`): near 100% together, that core is the limit."
+)
+
+
+def paced_table(results: Results) -> list[str]:
+    """The token-paced loads, one row per (load, target): rate (and against direct), first-event and
+    whole-stream latency, the target's CPU (per event and per core) and memory, and the load core's use."""
+    header = [
+        "load",
+        "target",
+        "streams/s",
+        "of direct",
+        "TTFE p50 / p99 ms",
+        "added TTFE p99 ms",
+        "whole p50 / p99 s",
+        "CPU % of a core",
+        "CPU µs/event",
+        "µs/event vs passthrough",
+        "peak RSS MiB",
+        "upstream / client CPU %",
+        "errors / streams",
+    ]
+    rows = []
+    for load in LOADS:
+        if not load.paced_streams or load.name not in results.loads:
+            continue
+        passthrough = f"paced-{load.paced_streams}"
+        direct = results.best("direct", load.name)
+        for target in results.targets:
+            if target in results.unavailable or (target, load.name) in results.skipped:
+                continue
+            if (reason := results.unavailable_loads.get((target, load.name))) is not None:
+                rows.append([load.name, target, f"unavailable: {_escape(reason)}", *[""] * (len(header) - 3)])
+                continue
+            best = results.best(target, load.name)
+            if best is None or best.result.paced is None:
+                note = _escape(results.notes.get((target, load.name), "not measured"))
+                rows.append([load.name, target, f"failed: {note}", *[""] * (len(header) - 3)])
+                continue
+            result, paced = best.result, best.result.paced
+            baseline = direct.result if direct is not None and target != "direct" else None
+            of_direct = (
+                f"{result.per_second / baseline.per_second * 100:.0f}%" if baseline and baseline.per_second else "-"
+            )
+            added = (
+                _signed(paced.ttfe_p99_ms - baseline.paced.ttfe_p99_ms, 1)
+                if baseline is not None and baseline.paced is not None
+                else "-"
+            )
+            other = results.best(target, passthrough)
+            ratio = "-"
+            if load.name != passthrough and other is not None and other.result.paced is not None:
+                base = other.result.paced.cpu_us_per_event
+                ratio = f"{paced.cpu_us_per_event / base:.2f}x" if base and not math.isnan(base) else "n/a"
+            failed, total = results.errors(target, load.name)
+            upstream_cpu = paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds)
+            client_cpu = paced.percent_of_core(paced.client_cpu_seconds, result.seconds)
+            rows.append(
+                [
+                    load.name,
+                    target,
+                    _number(result.per_second, 0),
+                    of_direct,
+                    f"{_number(paced.ttfe_p50_ms, 1)} / {_number(paced.ttfe_p99_ms, 1)}",
+                    added,
+                    f"{_number(result.p50_ms / 1000, 2)} / {_number(result.p99_ms / 1000, 2)}",
+                    _number(paced.percent_of_core(paced.gateway_cpu_seconds, result.seconds), 0),
+                    _number(paced.cpu_us_per_event, 1),
+                    ratio,
+                    _number(paced.peak_rss_mib, 0),
+                    f"{_number(upstream_cpu, 0)} / {_number(client_cpu, 0)}",
+                    f"{failed:,} / {total:,}" + (f" ({_escape(result.error_kinds)})" if result.error_kinds else ""),
+                ]
+            )
+    return _table(header, rows) if rows else []
 
 
 def _signed(value: float, digits: int, unit: str = "") -> str:
@@ -365,10 +460,11 @@ RESPONSES_INTRO = (
 )
 
 
-def render(results: Results, command: str) -> str:
-    """The whole report: what was run where, the summaries, then every (load, target) pair with its notes."""
+def render(results: Results, command: str, paced: tuple[int, float, float] = (50, 20.0, 10.0)) -> str:
+    """The whole report: what was run where, the summaries, then every (load, target) pair with its notes;
+    `paced` is (events, gap ms, seconds measured) of the token-paced loads."""
     versions = [f"- `{name}`: {version}" for name, version in results.versions.items()]
-    routes = {load.route for load in LOADS if load.name in results.loads}
+    routes = {load.route for load in LOADS if load.name in results.loads and not load.paced_streams}
     summaries = []
     if OPENAI_ROUTE in routes:
         summaries += ["## Summary: OpenAI format, gpt-4o", "", *summary_table(results), ""]
@@ -378,6 +474,10 @@ def render(results: Results, command: str) -> str:
         summaries += ["## Summary: Gemini", "", GEMINI_INTRO, "", *gemini_table(results), ""]
     if routes & RESPONSES_ROUTES:
         summaries += ["## Summary: Responses API", "", RESPONSES_INTRO, "", *responses_table(results), ""]
+    if paced_rows := paced_table(results):
+        events, gap, duration = paced
+        intro = PACED_INTRO.format(events=events, gap=gap, duration=duration)
+        summaries += ["## Token-paced streams", "", intro, "", *paced_rows, ""]
     if routing := routing_table(results):
         summaries += ["## Routing and key limits", "", ROUTING_INTRO, "", *routing, ""]
     lines = [

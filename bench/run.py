@@ -10,6 +10,8 @@ Usage, from the repository root with the project's venv:
     .venv/bin/python bench/run.py --loads claude-chat-32c,claude-chat-1c,messages-32c
     .venv/bin/python bench/run.py --loads gemini-chat-32c,generate-32c,generate-stream-32c
     .venv/bin/python bench/run.py --soak-requests 200000 # only the memory soak of llmrelay-1w, printed
+    .venv/bin/python bench/run.py --targets direct,llmrelay-1w --loads paced-500,paced-2000,paced-claude-500 \
+        --rounds 1 --no-write                            # token-paced streams (paced.py's client)
 
 What it does: installs wrk with apt-get if it is missing, starts bench/fake_upstream.py, starts each target
 (LiteLLM and Portkey are installed under bench/.work/ on first use), then applies every load to every target in
@@ -28,6 +30,7 @@ import argparse
 import contextlib
 import math
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -40,6 +43,7 @@ from pathlib import Path
 from types import FrameType
 
 from loads import LOADS, LOADS_BY_NAME, Load, LoadError, describe_reply, measure_first_chunk, probe, run_wrk
+from paced import run_paced
 from procs import PeakMemory, ProcessGroup, cpu_seconds, rss_mib, usable_cpus
 from report import ROUTING_TARGET, Measured, Results, render
 from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrelay, start_upstream
@@ -101,6 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not write {RESULTS_PATH.name}")
     parser.add_argument("--soak-requests", type=int, help="instead: this many chat requests through llmrelay-1w")
+    parser.add_argument(
+        "--paced-events", type=int, default=50, help="content events per token-paced stream (default 50)"
+    )
+    parser.add_argument(
+        "--paced-gap-ms", type=float, default=20.0, help="ms between a token-paced stream's events (default 20)"
+    )
     args = parser.parse_args(argv)
     default_targets = QUICK_TARGETS if args.quick else TARGET_NAMES
     only = QUICK_ONLY if args.quick and not args.targets else {}
@@ -153,8 +163,15 @@ def upstream_on(upstream: Target, cpu: int | None, home: int | None) -> Iterator
         os.sched_setaffinity(upstream.process.pid, {home})
 
 
-def measure(target: Target, load: Load, duration: float, cpus: Cpus) -> Measured:
-    """One load against one target, charging the CPU the target's process tree used to its requests."""
+def measure(target: Target, load: Load, args: argparse.Namespace, cpus: Cpus, upstream: Target) -> Measured:
+    """One load against one target, charging the CPU the target's process tree used to its requests (for a
+    token-paced load, over the client's measured window only)."""
+    duration = args.duration
+    if load.paced_streams:
+        ramp = args.paced_events * args.paced_gap_ms / 1000  # one stream's length: every user has started
+        result = run_paced(target.endpoint, load, duration, ramp, cpus.load, target.process.pid, upstream.process.pid)
+        cpu = result.paced.gateway_cpu_seconds if result.paced else math.nan
+        return Measured(result, cpu * 1000 / result.requests if result.requests else math.nan)
     before = cpu_seconds([target.process.pid])
     if load.first_chunk_only:
         result = measure_first_chunk(target.endpoint, load, duration)
@@ -193,13 +210,26 @@ def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus, skipped: 
         for load in loads:
             if (target.name, load.name) in skipped:
                 continue
-            if not load.first_chunk_only and load.route not in target.endpoint.unavailable:
+            usable = load.route not in target.endpoint.unavailable
+            if not load.first_chunk_only and not load.paced_streams and usable:
                 with contextlib.suppress(LoadError):
                     run_wrk(target.endpoint, load, WARMUP_SECONDS, cpus.load)
 
 
 def _progress(round_index: int, rounds: int, name: str, load: Load, measured: Measured) -> str:
     result = measured.result
+    if (paced := result.paced) is not None:
+        return (
+            f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<18} {result.per_second:>9,.0f} {load.unit:<9} "
+            f"TTFE p50 {paced.ttfe_p50_ms:.1f} p99 {paced.ttfe_p99_ms:.1f} ms  whole p50 {result.p50_ms:.0f} "
+            f"p99 {result.p99_ms:.0f} ms  errors {result.errors:,}  gateway "
+            f"{paced.percent_of_core(paced.gateway_cpu_seconds, result.seconds):.0f}% of a core, "
+            f"{paced.cpu_us_per_event:.1f} us/event, peak RSS {paced.peak_rss_mib:.0f} MiB  (upstream "
+            f"{paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds):.0f}%, client "
+            f"{paced.percent_of_core(paced.client_cpu_seconds, result.seconds):.0f}%"
+            + (f", {paced.unfinished} unfinished" if paced.unfinished else "")
+            + ")"
+        )
     return (
         f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<18} {result.per_second:>9,.0f} {load.unit:<9} "
         f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors:,}  "
@@ -222,7 +252,7 @@ def measure_one(
         results.note(target.name, load.name, note)
     try:
         with upstream_on(upstream, cpus.gateway if target is upstream else None, cpus.load):
-            measured = measure(target, load, args.duration, cpus)
+            measured = measure(target, load, args, cpus, upstream)
     except LoadError as exc:
         results.note(target.name, load.name, str(exc))
         print(f"  {load.name} {target.name}: {exc}")
@@ -260,7 +290,8 @@ def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tup
         placement=cpus.describe(),
         skipped=set(args.skipped),
     )
-    upstream = start_upstream(group, cpus.load)  # needed by every target, measured only if `direct` is selected
+    # needed by every target, measured only if `direct` is selected
+    upstream = start_upstream(group, cpus.load, args.paced_events, args.paced_gap_ms)
     results.versions["direct"] = upstream.version
     gateways = start_targets(
         [n for n in args.targets if n != "direct"], Setup(group, upstream.endpoint.port, cpus.gateway), results
@@ -322,6 +353,15 @@ def run_soak(total: int, group: ProcessGroup, cpus: Cpus) -> None:
     )
 
 
+def _raise_open_files_limit() -> None:
+    """2,000 paced streams are 4,000 sockets in a gateway (client and upstream side): let every started process
+    (they inherit it) open as many files as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop every started process
 
@@ -330,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines show up as they happen, even through a pipe
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _raise_open_files_limit()
     ensure_wrk()
     cpus = choose_cpus()
     group = ProcessGroup(WORK_DIR / "logs")
@@ -339,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         results, failures = run_matrix(args, group, cpus)
         command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
-        text = render(results, command)
+        text = render(results, command, (args.paced_events, args.paced_gap_ms, args.duration))
         print("\n" + text)
         if not args.no_write:
             RESULTS_PATH.write_text(text)

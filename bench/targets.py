@@ -7,6 +7,10 @@ only. Responses API requests (`POST /v1/responses`) go to the same models: gpt-4
 /v1/responses, claude-sonnet-4-5's translated to its /v1/messages by the gateway, where it can. A target that
 cannot be installed or started raises Unavailable with the reason, and the run goes on; a route of the loads
 (see loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the reason.
+
+The token-paced loads' models, `gpt-4o-paced` and `claude-sonnet-4-5-paced`, are routed like `gpt-4o` and
+`claude-sonnet-4-5` (the same channels, the same translation) and priced like them where a gateway wants a price;
+their name is all that tells the fake to pace the stream, so it must reach the fake unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from loads import (
     GENERATE_ROUTE,
     LOADS,
     MESSAGES_ROUTE,
+    PACED_CLAUDE_MODEL,
+    PACED_GPT_MODEL,
     Endpoint,
     describe_reply,
     probe,
@@ -132,16 +138,24 @@ def gemini_headers(key: str) -> dict[str, str]:
     return {"x-goog-api-key": key}
 
 
-def start_upstream(group: ProcessGroup, cpu: int | None) -> Target:
+def start_upstream(
+    group: ProcessGroup, cpu: int | None, paced_events: int | None = None, paced_gap_ms: float | None = None
+) -> Target:
     """The fake upstream, which is also the `direct` target: the most any gateway in front of it could do.
 
     As `direct`, the `messages` loads go to its /v1/messages and the `generate` loads to its Gemini routes; the
     `claude-chat` and `gemini-chat` loads (OpenAI format, Claude or Gemini model) go to its OpenAI chat route,
     which answers them as it answers gpt-4o: the baseline a translated request is compared against, since a
     translating gateway turns one OpenAI request into one Anthropic or Gemini one.
+
+    `paced_events` and `paced_gap_ms` set how the `-paced` models' streams are paced (the fake's defaults if None).
     """
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "fake_upstream.py"), "--port", str(port)]
+    if paced_events is not None:
+        argv.append(f"--paced-events={paced_events}")
+    if paced_gap_ms is not None:
+        argv.append(f"--paced-gap-ms={paced_gap_ms}")
     launched = group.start("fake-upstream", pinned(argv, cpu))
     routes = {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY), GENERATE_ROUTE: gemini_headers(UPSTREAM_KEY)}
     endpoint = Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, routes)
@@ -180,8 +194,8 @@ def _channel(name: str, kind: str, base_url: str, models: list[str], extra: str 
 
 # Each provider's channel(s) to the fake: (name, type, base_url path on the fake, models).
 _PROVIDERS = (
-    ("fake", "openai", "/v1", ["gpt-4o", "text-embedding-3-small"]),
-    ("fake-anthropic", "anthropic", "", [CLAUDE_MODEL]),  # the anthropic SDK's base URL: no /v1
+    ("fake", "openai", "/v1", ["gpt-4o", "text-embedding-3-small", PACED_GPT_MODEL]),
+    ("fake-anthropic", "anthropic", "", [CLAUDE_MODEL, PACED_CLAUDE_MODEL]),  # the anthropic SDK's base URL: no /v1
     ("fake-gemini", "gemini", "", [GEMINI_MODEL]),  # the fake's root; api_version v1beta by default
 )
 # llmrelay-routed-*: three channels per model, all to the same fake. Two share the top tier by weight (2:1), so
@@ -216,7 +230,13 @@ def llmrelay_config(upstream_port: int, *, routed: bool) -> str:
             continue
         channels += [_channel(f"{name}-{tag}", kind, root + path, models, extra) for tag, extra in _ROUTED_CHANNELS]
     routing = "routing:\n  max_attempts: 3\n" if routed else ""
-    prices = 'prices:\n  text-embedding-3-small: {input: "0.02", output: "0"}\n'
+    prices = (
+        "prices:\n"
+        '  text-embedding-3-small: {input: "0.02", output: "0"}\n'
+        f'  {PACED_GPT_MODEL}: {{input: "2.50", cached_input: "1.25", output: "10", max_output_tokens: 16384}}\n'
+        f'  {PACED_CLAUDE_MODEL}: {{input: "3", cached_input: "0.30", cache_write: "3.75", output: "15", '
+        "max_output_tokens: 64000}\n"
+    )
     return "channels:\n" + "".join(channels) + routing + prices
 
 
@@ -297,6 +317,16 @@ def start_litellm(setup: Setup) -> Target:
                 for name in ("gpt-4o", "text-embedding-3-small")
             ),
             {"model_name": CLAUDE_MODEL, "litellm_params": {"model": f"anthropic/{CLAUDE_MODEL}", **claude}},
+            {
+                "model_name": PACED_GPT_MODEL,
+                "litellm_params": {"model": f"openai/{PACED_GPT_MODEL}", **upstream},
+                "model_info": {"input_cost_per_token": 2.5e-6, "output_cost_per_token": 1e-5},
+            },
+            {
+                "model_name": PACED_CLAUDE_MODEL,
+                "litellm_params": {"model": f"anthropic/{PACED_CLAUDE_MODEL}", **claude},
+                "model_info": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5},
+            },
             {"model_name": GEMINI_MODEL, "litellm_params": {"model": f"gemini/{GEMINI_MODEL}", **gemini}},
         ],
         "litellm_settings": {"telemetry": False},

@@ -209,7 +209,6 @@ def serve(args: argparse.Namespace) -> int:
         config = demo_config()
     else:
         config = load_config()
-    setup_logging(config.log_format)
     timeout = graceful_timeout(args.graceful_timeout)
     host, port, workers = args.host or config.host, args.port or config.port, args.workers or config.workers
     sock = listen(host, port)  # first: a busy port is the one line printed, not after the database's
@@ -223,6 +222,7 @@ def serve(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
+    setup_logging(config.log_format)  # after the database is ready: its migration's chatter is not the log's
     app = DEMO_APP if args.demo else APP
     options: dict[str, Any] = {
         "factory": True,
