@@ -386,24 +386,27 @@ C = channel("c", ("*",))
 )
 def test_router_resolves(model: str, channel_name: str, upstream: str) -> None:
     router = Router([A, B, C])
-    route = router.resolve(model)
-    assert route is not None
+    candidates = router.candidates(model)
+    assert candidates is not None
+    route = candidates.first
     assert route.channel.config.name == channel_name
     assert route.upstream_model == upstream
-    assert router.resolve(model) == route  # cached answer is the same
+    assert router.candidates(model) is candidates  # cached
 
 
 def test_router_unknown_model() -> None:
     router = Router([A, B])
-    assert router.resolve("llama-3") is None
-    assert router.resolve("gpt-") is None
+    assert router.candidates("llama-3") is None
+    assert router.candidates("gpt-") is None
 
 
 def test_router_patterns_in_channel_order() -> None:
     first = channel("first", ("gpt-*",))
     second = channel("second", ("gpt-4*",))
-    route = Router([first, second]).resolve("gpt-4o")
-    assert route is not None and route.channel.config.name == "first"
+    candidates = Router([first, second]).candidates("gpt-4o")
+    assert candidates is not None and candidates.first.channel.config.name == "first"
+    # Both serve it (one tier): the second is there for failover.
+    assert [route.channel.config.name for route in candidates.tiers[0][0]] == ["first", "second"]
 
 
 def test_listed_models_are_concrete_and_deduplicated() -> None:

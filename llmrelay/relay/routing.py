@@ -39,7 +39,6 @@ class Router:
 
     def __init__(self, channels: Iterable[Channel], rng: random.Random | None = None) -> None:
         self.channels = tuple(channels)
-        self.by_name = {channel.config.name: channel for channel in self.channels}
         self._exact: dict[str, list[Channel]] = {}
         self._patterns: list[tuple[ModelPatterns, Channel]] = []
         for channel in self.channels:
@@ -75,11 +74,6 @@ class Router:
         if len(self._cache) < 10_000:  # bounded: model names come from clients
             self._cache[model] = found
         return found
-
-    def resolve(self, model: str) -> Route | None:
-        """The preferred route of a model (ignoring health), or None when no channel serves it."""
-        candidates = self.candidates(model)
-        return candidates.first if candidates is not None else None
 
     def choose(self, model: str, candidates: Candidates, tried: Collection[Channel] = ()) -> Route:
         """A route for the next attempt, or the 503 that says why there is none (with Retry-After)."""
