@@ -1167,30 +1167,38 @@ class GeminiToChatStream:
         "_calls",
         "_created",
         "_id",
+        "_metadata",
         "_model",
         "_said",
         "_started",
         "done",
         "error_message",
-        "usage",
     )
 
     def __init__(self, model: str) -> None:
-        self.usage: Usage | None = None
+        self._metadata: dict[str, Any] | None = None  # the latest usageMetadata, read once the stream ends
         self.done = False
         self.error_message: str | None = None
         self._model = model
-        self._id = _completion_id(None)
+        self._id = ""  # the upstream's responseId names the completion; a random one only if it sends none
         self._created = int(time.time())
         self._started: set[int] = set()  # choices whose role was sent
         self._said: set[int] = set()  # choices that produced text
         self._called: set[int] = set()  # choices that called a function, now or in an earlier event
         self._calls: dict[int, int] = {}  # choice → tool calls so far (OpenAI's tool-call `index`)
 
+    @property
+    def usage(self) -> Usage | None:
+        """The stream's usage: Gemini repeats a cumulative usageMetadata on every event, so only the last one
+        is converted, when it is asked for."""
+        return usage_from_gemini(self._metadata) if self._metadata is not None else None
+
     def _chunk(self, index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         if index not in self._started:
             self._started.add(index)
             delta = {"role": "assistant", **delta}
+        if not self._id:
+            self._id = _completion_id(None)
         return choice_chunk(self._id, self._created, self._model, index, delta, finish_reason)
 
     def feed(self, event: bytes) -> list[dict[str, Any]]:
@@ -1200,12 +1208,13 @@ class GeminiToChatStream:
         if data.get("error") is not None:
             self.error_message = _error_text(data["error"])
             return []
-        if isinstance(data.get("responseId"), str) and data["responseId"]:
+        if not self._id and isinstance(data.get("responseId"), str) and data["responseId"]:
             self._id = _completion_id(data["responseId"])
         if isinstance(data.get("modelVersion"), str) and data["modelVersion"]:
             self._model = data["modelVersion"]
-        if isinstance(data.get("usageMetadata"), dict):
-            self.usage = usage_from_gemini(data["usageMetadata"])
+        metadata = data.get("usageMetadata")
+        if isinstance(metadata, dict):
+            self._metadata = metadata
         chunks: list[dict[str, Any]] = []
         candidates = data.get("candidates")
         if isinstance(candidates, list) and candidates:

@@ -26,8 +26,12 @@ class SseSplitter:
         Only new bytes are searched, so an event arriving in many small reads costs linear time.
         """
         buffer = self._buffer
-        if not buffer and b"\r" not in data and len(data) > 2 and data.find(b"\n\n") == len(data) - 2:
-            return [data]  # the common case: one whole event per read, no copying
+        if not buffer and len(data) > 2:
+            # The common case: one whole event per read, taken without the buffer (Gemini ends lines with CRLF:
+            # normalised in one pass).
+            event = data.replace(b"\r\n", b"\n") if data.endswith(b"\r\n\r\n") else data
+            if b"\r" not in event and event.find(b"\n\n") == len(event) - 2:
+                return [event]
         old_end = self._scanned
         buffer += data
         normalise_from = max(old_end - 1, 0)  # a CR and its LF may straddle two reads
