@@ -243,8 +243,7 @@ def serve(args: argparse.Namespace) -> int:
         from uvicorn.supervisors import Multiprocess
 
         # uvicorn's supervisor builds each worker's server itself (see README: a repeated Ctrl-C and workers).
-        # Printed: logging is set up only inside the workers.
-        print(f"llmrelay: starting {workers} workers on {address(host, port)}", file=sys.stderr)
+        log.info("starting %d workers on %s", workers, address(host, port))
         with contextlib.suppress(KeyboardInterrupt):
             Multiprocess(uvicorn.Config(app, workers=workers, **options), sockets=[sock]).run()
         return 0
