@@ -247,6 +247,10 @@ class LoadResult:
     error_kinds: str  # which kinds of failure happened, e.g. "non2xx, read"; the counts are in `errors`
     paced: PacedFigures | None = None  # a token-paced load's own figures (p50_ms, p99_ms: whole streams)
 
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class PacedFigures:
@@ -267,10 +271,6 @@ class PacedFigures:
     @property
     def cpu_us_per_event(self) -> float:
         return self.gateway_cpu_seconds * 1e6 / self.events if self.events else math.nan
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else 0.0
 
 
 def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) -> LoadResult:

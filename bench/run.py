@@ -68,6 +68,11 @@ QUICK_LOADS = (
 )
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 WARMUP_SECONDS = 1.0
+# After a token-paced load a slow gateway may still be working off streams its clients have left (LiteLLM: for
+# tens of seconds), on the core every target shares: wait until it is idle, so that it does not slow the next.
+SETTLE_MAX_SECONDS = 120.0
+SETTLE_SAMPLE_SECONDS = 0.5
+SETTLE_IDLE_PERCENT = 5.0
 SOAK_CHUNK_SECONDS = 5.0
 
 
@@ -216,6 +221,19 @@ def warm_up(targets: dict[str, Target], loads: list[Load], cpus: Cpus, skipped: 
                     run_wrk(target.endpoint, load, WARMUP_SECONDS, cpus.load)
 
 
+def settle(target: Target) -> bool:
+    """Wait (bounded) until the target's process tree uses under SETTLE_IDLE_PERCENT of a core; False if it
+    never did."""
+    deadline = time.monotonic() + SETTLE_MAX_SECONDS
+    while time.monotonic() < deadline:
+        before = cpu_seconds([target.process.pid])
+        time.sleep(SETTLE_SAMPLE_SECONDS)
+        used = cpu_seconds([target.process.pid]) - before
+        if used / SETTLE_SAMPLE_SECONDS * 100 < SETTLE_IDLE_PERCENT:
+            return True
+    return False
+
+
 def _progress(round_index: int, rounds: int, name: str, load: Load, measured: Measured) -> str:
     result = measured.result
     if (paced := result.paced) is not None:
@@ -258,6 +276,8 @@ def measure_one(
         print(f"  {load.name} {target.name}: {exc}")
         return target.process.alive()
     results.add(target.name, load.name, measured)
+    if load.paced_streams and not settle(target):
+        results.note(target.name, load.name, f"still busy {SETTLE_MAX_SECONDS:.0f}s after the load")
     if measured.result.error_kinds:
         results.note(target.name, load.name, f"failures: {measured.result.error_kinds}")
     print(_progress(len(results.runs[(target.name, load.name)]) - 1, args.rounds, target.name, load, measured))
