@@ -215,7 +215,8 @@ def test_a_double_ctrl_c_under_load_loses_no_usage_record(tmp_path: Path, upstre
     workers = [threading.Thread(target=load, args=(gw, key, stop, done_ids, [], 0.5, i * 0.04)) for i in range(12)]
     for worker in workers:
         worker.start()
-    time.sleep(1.5)
+    # Under load: some requests served, more in flight (waited for, not slept for: a busy box serves slower).
+    wait_until(lambda: len(done_ids) > 20, timeout=30)
     served_before_signal = len(done_ids)
     assert gw.process is not None
     gw.process.send_signal(signal.SIGINT)
