@@ -166,32 +166,31 @@ def _require(mapping: dict[str, object], key: str, where: str, kind: type) -> ob
     return value
 
 
-def _number(mapping: dict[str, object], key: str, default: float, where: str, kind: type = float) -> float:
-    """A positive number; text is accepted too, since ${VAR} interpolation always yields text."""
-    value = mapping.get(key, default)
+def _numeric(value: object) -> float:
+    """A setting's value as a number: text is accepted too, since ${VAR} interpolation always yields text.
+    NaN for what is no number (a boolean, words), so that every range check refuses it."""
+    if isinstance(value, bool):
+        return math.nan
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = kind(value) if isinstance(value, int | float) else kind(str(value).strip())
+        return float(value) if isinstance(value, int | float) else float(str(value).strip())
     except ValueError:
-        number = 0
-    if number <= 0 or (kind is int and isinstance(value, float) and not value.is_integer()):
-        raise ConfigError(f"{where}: '{key}' must be a positive {'integer' if kind is int else 'number'}")
+        return math.nan
+
+
+def _number(mapping: dict[str, object], key: str, default: float, where: str) -> float:
+    """A positive, finite number."""
+    number = _numeric(mapping.get(key, default))
+    if not (number > 0 and math.isfinite(number)):
+        raise ConfigError(f"{where}: '{key}' must be a positive number")
     return number
 
 
 def _integer(mapping: dict[str, object], key: str, default: int, where: str, minimum: int) -> int:
-    """A whole number of at least `minimum` (text too, as ${VAR} yields text)."""
-    value = mapping.get(key, default)
-    try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError
-        number = int(value) if isinstance(value, int | float) else int(str(value).strip())
-    except ValueError:
-        number = minimum - 1
-    if number < minimum:
+    """A whole number of at least `minimum` (10.0 and "10" included)."""
+    number = _numeric(mapping.get(key, default))
+    if not (math.isfinite(number) and number.is_integer() and number >= minimum):
         raise ConfigError(f"{where}: '{key}' must be a whole number of at least {minimum}")
-    return number
+    return int(number)
 
 
 def _port(server: dict[str, object]) -> int:
@@ -248,14 +247,8 @@ def _api_version(raw: dict[str, object], kind: str, where: str) -> str:
 
 
 def _bounded(mapping: dict[str, object], key: str, default: float, where: str, high: float = math.inf) -> float:
-    """A finite number from 0 to `high` (text too, as ${VAR} yields text)."""
-    value = mapping.get(key, default)
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
-    except ValueError:
-        number = math.nan
+    """A finite number from 0 to `high`."""
+    number = _numeric(mapping.get(key, default))
     if not (0 <= number <= high and math.isfinite(number)):
         span = "from 0 to 1" if high == 1 else "of seconds, 0 or more"
         raise ConfigError(f"{where}: '{key}' must be a number {span}")
@@ -431,7 +424,7 @@ def _image_fetch(raw: object) -> ImageFetchConfig:
         raise ConfigError("image_fetch: 'allow_private_addresses' must be true or false")
     return ImageFetchConfig(
         allow_private_addresses=allow,
-        max_bytes=int(_number(raw, "max_bytes", _IMAGE_FETCH_DEFAULTS.max_bytes, "image_fetch", int)),
+        max_bytes=_integer(raw, "max_bytes", _IMAGE_FETCH_DEFAULTS.max_bytes, "image_fetch", 1),
         timeout=_number(raw, "timeout", _IMAGE_FETCH_DEFAULTS.timeout, "image_fetch"),
     )
 
@@ -537,11 +530,11 @@ def parse_config(document: dict[str, object], environ: dict[str, str] | os._Envi
         raise ConfigError("'server' and 'limits' are mappings")
     database_url, data_dir = _storage(raw, environ)
     admin_key = environ.get("LLMRELAY_ADMIN_KEY") or raw.get("admin_key") or None
-    max_body = int(_number(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", int))
+    max_body = _integer(limits, "max_body_bytes", 32 * 1024 * 1024, "limits", 1)
     body_timeout = _number(limits, "body_timeout", 60.0, "limits")
     request_timeout = _number(limits, "request_timeout", 3600.0, "limits")
     port = _port(server)
-    workers = int(_number(server, "workers", 1, "server", int))
+    workers = _integer(server, "workers", 1, "server", 1)
     return Config(
         channels=tuple(channels),
         prices=prices,

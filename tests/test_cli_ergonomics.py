@@ -372,7 +372,7 @@ def test_serve_options_are_validated(env: dict[str, str], option: str, value: st
     [
         ("{port: 99999}", "server: 'port' must be a whole number from 1 to 65535, not 99999"),
         ("{port: 0}", "server: 'port' must be a whole number from 1 to 65535, not 0"),
-        ("{workers: 0}", "server: 'workers' must be a positive integer"),
+        ("{workers: 0}", "server: 'workers' must be a whole number of at least 1"),
     ],
 )
 def test_the_configs_port_and_workers_are_validated(

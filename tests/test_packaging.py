@@ -44,7 +44,6 @@ _YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
 _CODE_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")  # ${VAR} and ${VAR:-default}, as config.py
 _PROVIDER_KEY = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY(?:_\d+)?")  # what a reader has: OPENAI_API_KEY, ...
-_FRAGMENT = "# fragment:"  # a block's first line that says it is not a whole config, and why
 
 
 # ------------------------------------------------------------------------------ the options config.py knows
@@ -214,12 +213,8 @@ def test_the_pages_have_yaml_blocks() -> None:
 
 @pytest.mark.parametrize("block", yaml_blocks())
 def test_every_yaml_block_loads_as_copied(block: str, user_space: Path) -> None:
-    first_line = block.splitlines()[0] if block.strip() else ""
-    if first_line.startswith(_FRAGMENT):
-        reason = first_line.removeprefix(_FRAGMENT).strip()
-        assert reason, f"a fragment says why it is not a whole config: {first_line!r}"
-        pytest.skip(f"a fragment: {reason}")
-    assert isinstance(yaml.safe_load(block), dict), "a whole config is a mapping (or mark it `# fragment: why`)"
+    # Every block is a whole config a reader can copy into a file: no fragments.
+    assert isinstance(yaml.safe_load(block), dict), "a whole config is a mapping"
     keys = reader_keys(block)
 
     # Only the provider keys the block names: no LLMRELAY_ADMIN_KEY, no LLMRELAY_DATA_DIR.
