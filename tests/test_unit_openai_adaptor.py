@@ -10,6 +10,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from llmrelay.config import ChannelConfig
+from llmrelay.formats.base import upstream_error_message
 from llmrelay.formats.openai import openai_error, usage_from_openai, usage_to_openai
 from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
@@ -362,11 +363,11 @@ def test_usage_round_trip_through_openai_shape() -> None:
     ],
 )
 def test_error_message(body: bytes, message: str) -> None:
-    assert PROVIDER.error_message(body) == message
+    assert upstream_error_message(body) == message
 
 
 def test_error_message_truncates_long_text() -> None:
-    assert len(PROVIDER.error_message(b"x" * 10_000)) == 500
+    assert len(upstream_error_message(b"x" * 10_000)) == 500
 
 
 # ------------------------------------------------------------------------------------------------ secrets

@@ -57,21 +57,46 @@ class ClientFormat:
     stream_error: Callable[[RelayError], bytes]
 
 
-def upstream_error_message(body: bytes) -> str:
-    """The message of an upstream's error body. OpenAI, Anthropic and Gemini all put it at
-    `error.message`; other servers send `{"error": "..."}`, `{"message": ...}` or plain text."""
+@dataclass(frozen=True, slots=True)
+class UpstreamError:
+    """What an upstream's error body says: its message, and its own error type and code when it names them."""
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+
+
+def upstream_error(body: bytes) -> UpstreamError:
+    """An upstream's error body read once. OpenAI, Anthropic and Gemini all put the message at
+    `error.message`; other servers send `{"error": "..."}`, `{"message": ...}` or plain text. The type is
+    OpenAI's and Anthropic's `error.type`; the code OpenAI's `error.code`, else Gemini's `error.status` (its
+    `code` is the HTTP status, a number)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-        if isinstance(parsed.get("message"), str):
-            return parsed["message"]
+    if not isinstance(parsed, dict):
+        return UpstreamError(_text_of(body))
+    error = parsed.get("error")
+    kind = code = None
+    if isinstance(error, dict):
+        kind, code = error.get("type"), error.get("code")
+        if not isinstance(code, str):
+            code = error.get("status")
+        kind = kind if isinstance(kind, str) else None
+        code = code if isinstance(code, str) else None
+        error = error.get("message")
+    for message in (error, parsed.get("message")):
+        if isinstance(message, str):
+            return UpstreamError(message, kind, code)
+    return UpstreamError(_text_of(body), kind, code)
+
+
+def upstream_error_message(body: bytes) -> str:
+    return upstream_error(body).message
+
+
+def _text_of(body: bytes) -> str:
     return body[:500].decode("utf-8", "replace").strip() or "no error message"
 
 

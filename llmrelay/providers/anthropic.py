@@ -19,7 +19,7 @@ from llmrelay.formats.anthropic import (
     chat_to_anthropic,
     uses_json_tool,
 )
-from llmrelay.formats.base import Completion, upstream_error_message
+from llmrelay.formats.base import Completion
 from llmrelay.formats.splice import splice_json_body
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import Capability, UpstreamRequest
@@ -81,6 +81,3 @@ class AnthropicProvider:
 
     def stream_decoder(self, request: ChatRequest) -> AnthropicToChatStream:
         return AnthropicToChatStream(uses_json_tool(request.body))
-
-    def error_message(self, body: bytes) -> str:
-        return upstream_error_message(body)

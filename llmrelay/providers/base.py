@@ -84,8 +84,6 @@ class Provider(Protocol):
 
     def stream_decoder(self, request: ChatRequest) -> StreamDecoder: ...
 
-    def error_message(self, body: bytes) -> str: ...
-
 
 class OpenAICompatible(Provider, Protocol):
     """Passthrough of OpenAI's other endpoints, on providers whose wire format is OpenAI's."""

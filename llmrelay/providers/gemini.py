@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from llmrelay.config import ChannelConfig
-from llmrelay.formats.base import Completion, upstream_error_message
+from llmrelay.formats.base import Completion
 from llmrelay.formats.gemini import (
     GeminiPassthroughTap,
     GeminiToChatStream,
@@ -81,6 +81,3 @@ class GeminiProvider:
 
     def stream_decoder(self, request: ChatRequest) -> GeminiToChatStream:
         return GeminiToChatStream(request.model)
-
-    def error_message(self, body: bytes) -> str:
-        return upstream_error_message(body)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from llmrelay.config import ChannelConfig
-from llmrelay.formats.base import Completion, upstream_error_message
+from llmrelay.formats.base import Completion
 from llmrelay.formats.openai import (
     OpenAIStreamTap,
     OpenAIToChatStream,
@@ -155,9 +155,6 @@ class OpenAICompatibleProvider:
 
     def stream_decoder(self, request: ChatRequest) -> OpenAIToChatStream:
         return OpenAIToChatStream()
-
-    def error_message(self, body: bytes) -> str:
-        return upstream_error_message(body)
 
 
 # The first o1 models (beta) accept neither system messages nor sampling parameters other than defaults.

@@ -16,8 +16,7 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-import orjson
-
+from llmrelay.formats.base import upstream_error
 from llmrelay.providers.base import Channel
 from llmrelay.relay.errors import RelayError, scrub_secrets
 from llmrelay.relay.health import Failure
@@ -83,29 +82,13 @@ def retry_after_seconds(headers: Mapping[str, str], body: bytes = b"") -> float 
     return float(found.group(1)) if found else None
 
 
-def _error_fields(body: bytes) -> tuple[str | None, str | None]:
-    """The upstream's own error type and code: OpenAI's `error.type` / `error.code`, Anthropic's
-    `error.type`, Gemini's `error.status` (its `code` is the HTTP status, a number)."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if not isinstance(error, dict):
-        return None, None
-    kind = error.get("type")
-    code = error.get("code")
-    if not isinstance(code, str):
-        code = error.get("status")
-    return (kind if isinstance(kind, str) else None), (code if isinstance(code, str) else None)
-
-
 def relayed_error(status: int, body: bytes, headers: Mapping[str, str], channel: Channel) -> RelayError:
     """The client's error for an upstream error reply, secrets removed.
 
     401/403 from the upstream mean the gateway's own upstream credentials failed, not the client's key, so
     the client gets 502 rather than an error its SDK would report as "your API key is wrong"."""
-    message = scrub_secrets(channel.provider.error_message(body), channel.secrets)
+    said = upstream_error(body)
+    message = scrub_secrets(said.message, channel.secrets)
     if status in (401, 403):
         return RelayError(
             502,
@@ -113,7 +96,7 @@ def relayed_error(status: int, body: bytes, headers: Mapping[str, str], channel:
             "upstream_error",
             "upstream_auth_failed",
         )
-    kind, code = _error_fields(body)
+    kind, code = said.type, said.code
     default_kind = (
         "rate_limit_error" if status == 429 else "invalid_request_error" if status < 500 else "upstream_error"
     )

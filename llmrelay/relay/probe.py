@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from llmrelay.formats.base import upstream_error_message
 from llmrelay.providers.base import Channel
 from llmrelay.relay.errors import scrub_bytes, scrub_secrets
 from llmrelay.relay.failures import failure_kind
@@ -58,7 +59,7 @@ async def probe_channel(channel: Channel) -> ProbeResult:
         return ProbeResult(config.name, model, False, _ms(began), detail)
     if status < 400:
         return ProbeResult(config.name, model, True, _ms(began), "ok")
-    message = scrub_secrets(channel.provider.error_message(body), channel.secrets)
+    message = scrub_secrets(upstream_error_message(body), channel.secrets)
     return ProbeResult(config.name, model, failure_kind(status, body) is None, _ms(began), f"HTTP {status}: {message}")
 
 
