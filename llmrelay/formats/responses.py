@@ -163,7 +163,7 @@ def responses_to_chat(body: Any) -> ResponsesInput:
     if stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # the Response at the end reports usage
-    store = _optional(body.get("store"), "store", _as_bool)
+    store = _optional(body.get("store"), "store", as_flag)
     return ResponsesInput(
         chat=chat,
         stream=stream,
@@ -180,12 +180,6 @@ def responses_to_chat(body: Any) -> ResponsesInput:
 def _optional(value: Any, param: str, check: Callable[[Any, str], T]) -> T | None:
     """A field that may be absent or null (None then), else checked."""
     return None if value is None else check(value, param)
-
-
-def _as_bool(value: Any, param: str) -> bool:
-    if not isinstance(value, bool):
-        fail("must be a boolean", param)
-    return value
 
 
 def _non_empty_str(value: Any, param: str) -> str:
@@ -363,7 +357,7 @@ _INPUT_ITEMS: dict[str, _ItemReader] = {
 def _chat_tools(body: dict[str, Any], openai_only: _OpenAIOnly) -> dict[str, Any]:
     tools = _function_tools(body.get("tools"), openai_only)
     choice = _tool_choice(body.get("tool_choice"), openai_only)
-    parallel = _optional(body.get("parallel_tool_calls"), "parallel_tool_calls", _as_bool)
+    parallel = _optional(body.get("parallel_tool_calls"), "parallel_tool_calls", as_flag)
     if not tools:
         return {}  # OpenAI refuses tool_choice and parallel_tool_calls (and an empty tools list) without tools
     return _present(tools=tools, tool_choice=choice, parallel_tool_calls=parallel)
@@ -392,7 +386,7 @@ def _function(tool: dict[str, Any], param: str) -> dict[str, Any]:
         name=as_str(tool.get("name"), f"{param}.name", non_empty=True),
         description=_optional(tool.get("description"), f"{param}.description", as_str),
         parameters=_optional(tool.get("parameters"), f"{param}.parameters", _json_object),
-        strict=_optional(tool.get("strict"), f"{param}.strict", _as_bool),
+        strict=_optional(tool.get("strict"), f"{param}.strict", as_flag),
     )
 
 
@@ -469,7 +463,7 @@ def _response_format(text_format: Any) -> dict[str, Any] | None:
         name=as_str(text_format.get("name"), "text.format.name", non_empty=True),
         description=_optional(text_format.get("description"), "text.format.description", as_str),
         schema=_json_object(text_format.get("schema"), "text.format.schema"),
-        strict=_optional(text_format.get("strict"), "text.format.strict", _as_bool),
+        strict=_optional(text_format.get("strict"), "text.format.strict", as_flag),
     )
     return {"type": "json_schema", "json_schema": spec}
 

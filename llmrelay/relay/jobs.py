@@ -136,13 +136,15 @@ class TokenJob(Job):
     """Chat and legacy completions: billed by tokens, reply as one body or as an SSE stream."""
 
     body: dict[str, Any]
+    _planned: TokenBudget | None = None  # the budget plan() reserved for
 
     def budget(self) -> TokenBudget:
         raise NotImplementedError
 
     def rate_tokens(self) -> int:
-        """Like OpenAI's own estimate: the prompt's size (about four bytes a token) and the output asked for."""
-        budget = self.budget()
+        """Like OpenAI's own estimate: the prompt's size (about four bytes a token) and the output asked for
+        (from the budget the reservation was planned with, not measured again)."""
+        budget = self._planned or self.budget()
         return -(-budget.prompt_bound // 4) + (budget.max_output_tokens or 0) * budget.choices
 
     def exact_prompt_tokens(self, upstream_model: str) -> int | None:
@@ -171,7 +173,7 @@ class TokenJob(Job):
         return generated_texts([orjson.loads(body)])
 
     async def plan(self, price: Price, available_nano: int | None, route: Route) -> tuple[int, int | None]:
-        budget = self.budget()
+        budget = self._planned = self.budget()
         reserved, cap = plan_reservation(
             price, budget.prompt_bound, budget.max_output_tokens, budget.choices, available_nano
         )

@@ -127,12 +127,12 @@ class Relay:
     async def run(self, http: HttpRequest, key: KeyState, job: Job) -> None:
         candidates, price = self.candidates_and_price(key, job.model, job.capability)
         route = self._choose(job, candidates, ())  # no channel can take it now: a 503 at once
+        reserved, cap = await job.plan(price, self.ledger.available_nano(key), route)
         admission = None
         if key.limits is not None:
             admission = self.limiter.admit(key.id, key.limits, job.rate_tokens())
             http.extra_headers = admission.headers
         try:
-            reserved, cap = await job.plan(price, self.ledger.available_nano(key), route)
             if not await self.ledger.reserve(key, reserved):
                 raise insufficient_quota(
                     "You exceeded your current quota: this request needs up to "
