@@ -454,8 +454,8 @@ class Relay:
         tap: StreamTap | None = None
         watcher: DisconnectWatch | None = None
 
-        async def attempt(route: Route, upstream: UpstreamRequest) -> tuple[aiohttp.ClientResponse, bytes]:
-            return await self._open_stream(http, route.channel, upstream)
+        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[tuple[aiohttp.ClientResponse, bytes]]:
+            return self._open_stream(http, route.channel, upstream)
 
         try:
             response, first = await self._attempts(http, job, candidates, cap, outcome, attempt)
