@@ -98,8 +98,7 @@ class Gateway:
         # Mock channels are bound to the gateway's own mock upstream; from here on they are channels like any other.
         channel_configs = await self.mock_upstream.start(self.config.channels)
         channels = tuple(
-            make_channel(channel_config, self.pool.session_for(channel_config.base_url), self.config.routing)
-            for channel_config in channel_configs
+            make_channel(channel_config, self.pool, self.config.routing) for channel_config in channel_configs
         )
         if not channels:
             log.warning("no channels: set OPENAI_API_KEY or list channels in a config file (see README)")

@@ -1,15 +1,26 @@
-"""The HTTP server protocol: uvicorn's httptools protocol with a bound on a request's head.
+"""The HTTP server protocol: uvicorn's httptools protocol with a bound on a request's head, and a direct
+writer for streamed response bodies.
 
 httptools buffers a request's line and headers until they are complete, however large they grow, and the
 event loop that parses them serves every other client too: a 64 MB header stalled `/health` for seconds.
 The head (request line and headers) is therefore capped in bytes and in header count, and a request past
 either cap gets 431 before the application sees it.
+
+A relayed stream is many small body chunks. Through ASGI each is a message dict and an awaited `send`; the
+`DIRECT_BODY` scope extension instead writes a chunk straight to the connection from the upstream's data
+callback (relay/streaming.py), with the same chunked framing uvicorn's `send` uses, and reports a full write
+buffer so that the relay stops reading its upstream until the client catches up. The response's start and its
+last chunk still go through `send`, which keeps uvicorn's own state (keep-alive, completion) right.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+DIRECT_BODY = "llmrelay.direct_body"  # the scope extension: a DirectBody for this request
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 128
@@ -31,14 +42,47 @@ _REFUSAL = (
 )
 
 
+class DirectBody:
+    """Writes a streamed (chunked) response's body chunks to the client's connection without `send`."""
+
+    __slots__ = ("_cycle", "_protocol")
+
+    def __init__(self, protocol: BoundedHttpProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+
+    def write(self, data: bytes) -> bool:
+        """Write one chunk of a response started without a content-length (so uvicorn frames it chunked);
+        False when the client's write buffer is full (the caller pauses its source)."""
+        cycle = self._cycle
+        if cycle.disconnected:
+            return True
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return not cycle.flow.write_paused
+
+    def when_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` when a full write buffer has drained (None: stop calling)."""
+        self._protocol.on_writable = callback
+
+    async def flush(self) -> None:
+        """Everything written is with the transport already."""
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """Counts the bytes fed while a request's head is incomplete, and its headers, and refuses past the caps."""
+    """Counts the bytes fed while a request's head is incomplete, and its headers, and refuses past the caps;
+    offers each request a DirectBody."""
 
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
         super().connection_made(transport)
         self._in_head = True
         self._head_bytes = 0
         self._refused = False
+        self.on_writable: Callable[[], None] | None = None
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -54,6 +98,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return  # the application never sees a refused request
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not for a request uvicorn answered itself
+            self.scope["extensions"] = {DIRECT_BODY: DirectBody(self, cycle)}  # type: ignore[typeddict-unknown-key]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

@@ -6,12 +6,11 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-import aiohttp
-
 from llmrelay import operations
 from llmrelay.cli.common import add_config_option, open_database, print_json, print_table
 from llmrelay.config import load_config
 from llmrelay.providers import make_channel
+from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.mock import MockUpstream
 from llmrelay.relay.probe import ProbeResult, probe_channel
 from llmrelay.store import channels as channel_store
@@ -66,11 +65,12 @@ def test(args: argparse.Namespace) -> int:
 async def _probe_all(configs: list, routing) -> list[ProbeResult]:  # type: ignore[no-untyped-def, type-arg]
     mocks = MockUpstream()  # mock channels answer from this process, as they do from a gateway's
     configs = list(await mocks.start(configs))
+    pool = UpstreamPool()
     try:
-        async with aiohttp.ClientSession() as session:
-            channels = [make_channel(config, session, routing) for config in configs]
-            return list(await asyncio.gather(*(probe_channel(channel) for channel in channels)))
+        channels = [make_channel(config, pool, routing) for config in configs]
+        return list(await asyncio.gather(*(probe_channel(channel) for channel in channels)))
     finally:
+        await pool.close()
         await mocks.stop()
 
 

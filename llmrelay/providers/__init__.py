@@ -7,6 +7,7 @@ from llmrelay.providers.anthropic import AnthropicProvider
 from llmrelay.providers.azure import AzureOpenAIProvider
 from llmrelay.providers.base import Channel, Provider
 from llmrelay.providers.gemini import GeminiProvider
+from llmrelay.providers.http import UpstreamPool
 from llmrelay.providers.openai import OpenAICompatibleProvider
 from llmrelay.relay.errors import channel_secrets
 from llmrelay.relay.health import ChannelHealth
@@ -24,8 +25,9 @@ def provider_for(config: ChannelConfig) -> Provider:
     return PROVIDERS[config.mock.format if config.mock else config.type]
 
 
-def make_channel(config: ChannelConfig, session: aiohttp.ClientSession, routing: RoutingConfig) -> Channel:
-    """A configured channel, ready to call: its adaptor, session, timeouts, secrets and a fresh health record.
+def make_channel(config: ChannelConfig, pool: UpstreamPool, routing: RoutingConfig) -> Channel:
+    """A configured channel, ready to call: its adaptor, its origin's session and stream connections, timeouts,
+    secrets and a fresh health record.
 
     The read timer covers the wait for the reply's first byte; once a reply has begun the relay sets the
     channel's idle limit instead (relay/pipeline.py, `_idle_from_now`)."""
@@ -33,8 +35,9 @@ def make_channel(config: ChannelConfig, session: aiohttp.ClientSession, routing:
     return Channel(
         config,
         provider_for(config),
-        session,
+        pool.session_for(config.base_url),
         timeout,
         channel_secrets(config.api_key, config.headers),
         ChannelHealth(config.name, routing, config.max_parallel),
+        pool.streams_for(config.base_url),
     )

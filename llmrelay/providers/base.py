@@ -11,6 +11,7 @@ import aiohttp
 from llmrelay.config import ChannelConfig, RoutingConfig
 from llmrelay.formats.base import Completion, StreamDecoder
 from llmrelay.metering.pricing import Usage
+from llmrelay.providers.event_stream import EventStreamPool
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.health import ChannelHealth
 from llmrelay.relay.request import ChatRequest
@@ -115,7 +116,8 @@ class OpenAICompatible(Provider, Protocol):
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity: a request's tried channels are a list
 class Channel:
-    """A configured upstream: its settings, its adaptor, its pooled HTTP session, the secrets (its key and
+    """A configured upstream: its settings, its adaptor, its pooled HTTP session (and connections for streamed
+    replies, providers/event_stream.py), the secrets (its key and
     header values) that must never reach a client or a log, as text and as bytes for scrubbing streams, and
     its health as the router sees it."""
 
@@ -125,12 +127,15 @@ class Channel:
     timeout: aiohttp.ClientTimeout
     secret_bytes: tuple[bytes, ...] = ()
     health: ChannelHealth = None  # type: ignore[assignment]  # made from the config when not given
+    streams: EventStreamPool = None  # type: ignore[assignment]  # streamed replies' connections; ditto
 
     def __post_init__(self) -> None:
         if self.health is None:
             object.__setattr__(
                 self, "health", ChannelHealth(self.config.name, RoutingConfig(), self.config.max_parallel)
             )
+        if self.streams is None:
+            object.__setattr__(self, "streams", EventStreamPool(self.config.base_url))
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""One pooled keep-alive HTTP client per upstream origin, shared by every channel that points there."""
+"""One pooled keep-alive HTTP client per upstream origin, shared by every channel that points there (and one
+pool of connections for its streamed replies, event_stream.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,29 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from llmrelay.providers.event_stream import EventStreamPool
+
+
+def _origin(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
 
 class UpstreamPool:
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._streams: dict[str, EventStreamPool] = {}
+
+    def streams_for(self, base_url: str) -> EventStreamPool:
+        """The keep-alive connections for streamed replies from the origin of `base_url`."""
+        origin = _origin(base_url)
+        pool = self._streams.get(origin)
+        if pool is None:
+            pool = self._streams[origin] = EventStreamPool(origin)
+        return pool
 
     def session_for(self, base_url: str) -> aiohttp.ClientSession:
-        parts = urlsplit(base_url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        origin = _origin(base_url)
         session = self._sessions.get(origin)
         if session is None:
             connector = aiohttp.TCPConnector(
@@ -36,3 +52,6 @@ class UpstreamPool:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+        for pool in self._streams.values():
+            pool.close()
+        self._streams.clear()

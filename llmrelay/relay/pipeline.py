@@ -29,6 +29,7 @@ from llmrelay.metering.pricing import Price, PriceTable, Usage
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers.base import Capability, Channel, StreamTap, UpstreamRequest
+from llmrelay.providers.event_stream import EventStreamConnection, UpstreamConnectionError
 from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import (
     RelayError,
@@ -45,11 +46,11 @@ from llmrelay.relay.health import Failure
 from llmrelay.relay.jobs import Job, Reply, TokenJob
 from llmrelay.relay.limits import LocalRateLimiter, RateLimiter
 from llmrelay.relay.routing import Candidates, Route, Router
-from llmrelay.relay.streaming import SseSplitter
+from llmrelay.relay.streaming import EventRelay
 from llmrelay.store.cache import KeyState
 from llmrelay.store.schema import MAX_MODEL_NAME
 from llmrelay.store.usage import UsageRecord
-from llmrelay.surfaces.http import HttpRequest
+from llmrelay.surfaces.http import BodyWriter, HttpRequest
 
 log = logging.getLogger("llmrelay.relay")
 NON_STREAM_WATCH_DELAY = 0.05  # seconds an upstream call runs before its client's departure is watched for
@@ -415,18 +416,28 @@ class Relay:
 
     async def _open_stream(
         self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest
-    ) -> tuple[aiohttp.ClientResponse, bytes]:
+    ) -> tuple[EventStreamConnection, bytes]:
         """Open an upstream event stream and read its first bytes (within the channel's first-byte time):
         until then nothing has reached the client, and a failure may still go to another channel."""
-        response = await self._open(http, channel, upstream)
+        config = channel.config
         began = time.perf_counter()
+        connection: EventStreamConnection | None = None
         try:
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            connection = await channel.streams.open(
+                upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
+            )
+            status, headers = connection.status, connection.headers
+            if status >= 400:
+                body = await connection.read_all()
+                connection.release()  # resets the connection for its next request
+                # Scrubbed before the message is cut short, so no part of a secret survives a cut.
+                raise status_failure(status, scrub_bytes(body, channel.secret_bytes), headers, channel)
+            if not headers.get("content-type", "").startswith("text/event-stream"):
                 error = RelayError(
                     502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
                 )
                 raise UpstreamFailure(Failure.FAILED, error, "the reply is not an event stream")
-            first = await response.content.readany()
+            first = await connection.first_data()
             if not first:
                 raise UpstreamFailure(
                     Failure.FAILED,
@@ -434,43 +445,51 @@ class Relay:
                     "the stream ended before its first event",
                 )
         except TimeoutError:
-            response.close()
-            raise _timed_out("no first event") from None
-        except aiohttp.ClientError as exc:
-            response.close()
+            if connection is not None:
+                connection.close()
+            raise _timed_out("no reply" if connection is None else "no first event") from None
+        except UpstreamConnectionError as exc:
+            if connection is not None:
+                connection.close()
             raise _unreachable(channel, exc) from None
-        except UpstreamFailure:
-            response.close()
+        except BaseException:
+            if connection is not None:
+                connection.close()
             raise
         finally:
             http.upstream_seconds += time.perf_counter() - began
-        _idle_from_now(response, channel)
-        return response, first
+        connection.idle_limit(config.idle_timeout)
+        return connection, first
 
     async def _relay_events(
         self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
     ) -> None:
-        response: aiohttp.ClientResponse | None = None
+        connection: EventStreamConnection | None = None
         tap: StreamTap | None = None
         watcher: DisconnectWatch | None = None
+        body: BodyWriter | None = None
 
-        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[tuple[aiohttp.ClientResponse, bytes]]:
+        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[tuple[EventStreamConnection, bytes]]:
             return self._open_stream(http, route.channel, upstream)
 
         try:
-            response, first = await self._attempts(http, job, candidates, cap, outcome, attempt)
+            connection, first = await self._attempts(http, job, candidates, cap, outcome, attempt)
             await http.start_response(200, job.stream_headers())
             route = outcome.route
             assert route is not None
             tap = job.stream_tap(route)
-            watcher = DisconnectWatch(http, response.close)
-            await self._pump(http, response, first, tap, outcome, watcher, route.channel.secret_bytes)
+            body = http.stream_body()
+            body.when_writable(connection.resume_reading)
+            watcher = DisconnectWatch(http, connection.close)
+            relay = EventRelay(tap, body, connection, route.channel.secret_bytes)
+            await self._pump(http, connection, first, relay, outcome, watcher)
+            await body.flush()
         except asyncio.CancelledError:
             # Cancelled (the gateway's shutdown limit): bill what was delivered, end the client's stream with
             # an error in its format if it is still there, and let the cancellation go on.
             outcome.status, outcome.http_status = "cancelled", 499
-            if response is not None:
-                response.close()
+            if connection is not None:
+                connection.close()
             if tap is None:
                 await self._abandon(job, outcome, "cancelled")
             else:
@@ -485,11 +504,13 @@ class Relay:
         finally:
             if watcher is not None:
                 watcher.stop()
-            if response is not None:
+            if body is not None:
+                body.when_writable(None)
+            if connection is not None:
                 if outcome.status == "ok":
-                    response.release()  # back to the keep-alive pool
+                    connection.release()  # back to the keep-alive pool
                 else:
-                    response.close()  # a broken or abandoned stream must not be reused
+                    connection.close()  # a broken or abandoned stream must not be reused
         assert tap is not None and watcher is not None and outcome.route is not None
         route = outcome.route
         outcome.usage, outcome.usage_source = await job.meter_stream(tap, route)
@@ -517,36 +538,22 @@ class Relay:
     async def _pump(
         self,
         http: HttpRequest,
-        response: aiohttp.ClientResponse,
+        connection: EventStreamConnection,
         first: bytes,
-        tap: StreamTap,
+        relay: EventRelay,
         outcome: Outcome,
         watcher: DisconnectWatch,
-        secrets: tuple[bytes, ...],
     ) -> None:
         """Relay events as they arrive (`first`: what the upstream has sent already); when the client goes
-        away the watcher closes the upstream."""
-        splitter = SseSplitter()
-        send = http.send
+        away the watcher closes the upstream connection, which ends the relay."""
         try:
-            read = response.content.readany
-            data = first
-            while data:
-                out = b"".join([piece for event in splitter.feed(data) if (piece := tap.feed(event))])
-                if out:
-                    out = scrub_bytes(out, secrets)  # whole events: a secret cannot straddle two sends
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                if watcher.gone:
-                    break
-                data = await read()
-            last = splitter.remainder()
-            if last.endswith(b"\n") and not watcher.gone:  # a final event without its blank line
-                piece = tap.feed(last + b"\n")
-                if piece:
-                    await send({"type": "http.response.body", "body": scrub_bytes(piece, secrets), "more_body": True})
+            relay.feed(first)
+            await connection.relay(relay.feed)
+            if not watcher.gone:
+                relay.finish()
         except TimeoutError:
             outcome.status, outcome.http_status = "upstream_timeout", 504
-        except aiohttp.ClientError:
+        except UpstreamConnectionError:
             if not watcher.gone:
                 outcome.status, outcome.http_status = "upstream_disconnected", 502
         except Exception:  # an event the tap cannot read or translate: end the client's stream with an error
@@ -575,7 +582,7 @@ def _timed_out(what: str) -> UpstreamFailure:
     return UpstreamFailure(Failure.FAILED, upstream_timeout(), f"timed out ({what})")
 
 
-def _unreachable(channel: Channel, exc: aiohttp.ClientError) -> UpstreamFailure:
+def _unreachable(channel: Channel, exc: aiohttp.ClientError | UpstreamConnectionError) -> UpstreamFailure:
     # The detail (host and port, OS error) is for the operator's log, not for clients.
     detail = scrub_secrets(f"unreachable: {type(exc).__name__}: {exc}", channel.secrets)
     return UpstreamFailure(Failure.FAILED, upstream_unreachable(type(exc).__name__), detail)

@@ -11,6 +11,9 @@ from llmrelay.formats.base import Chunk, StreamDecoder, StreamEncoder
 from llmrelay.formats.openai import generated_texts
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import StreamTap
+from llmrelay.providers.event_stream import EventStreamConnection
+from llmrelay.relay.errors import scrub_bytes
+from llmrelay.surfaces.http import BodyWriter
 
 
 class SseSplitter:
@@ -57,6 +60,42 @@ class SseSplitter:
         """Bytes after the last complete event: a final event some servers end without the blank line, or
         the part of an event that a dropped connection cut off."""
         return bytes(self._buffer)
+
+
+class EventRelay:
+    """Relays an upstream's event stream to the client as its bytes arrive, called from the upstream connection's
+    data callback (no task runs per event): whole events are split out, passed through the tap, scrubbed of the
+    channel's secrets and written to the client; a client that falls behind pauses the upstream."""
+
+    __slots__ = ("_body", "_secrets", "_splitter", "_tap", "_upstream")
+
+    def __init__(
+        self, tap: StreamTap, body: BodyWriter, upstream: EventStreamConnection, secrets: tuple[bytes, ...]
+    ) -> None:
+        self._tap = tap
+        self._body = body
+        self._upstream = upstream
+        self._secrets = secrets
+        self._splitter = SseSplitter()
+
+    def feed(self, data: bytes) -> None:
+        feed = self._tap.feed
+        pieces = [piece for event in self._splitter.feed(data) if (piece := feed(event))]
+        if pieces:
+            self._write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+    def _write(self, out: bytes) -> None:
+        # Whole events: a secret cannot straddle two writes.
+        if not self._body.write(scrub_bytes(out, self._secrets)):
+            self._upstream.pause_reading()
+
+    def finish(self) -> None:
+        """The upstream's body has ended: relay a final event that it ended without the blank line."""
+        last = self._splitter.remainder()
+        if last.endswith(b"\n"):
+            piece = self._tap.feed(last + b"\n")
+            if piece:
+                self._write(piece)
 
 
 class TranslatingTap:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
 
 from llmrelay.formats.openai import openai_error
 from llmrelay.relay.errors import RelayError
+from llmrelay.server import DIRECT_BODY
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -166,12 +168,74 @@ class HttpRequest:
         await self.start_response(status, all_headers, len(body))
         await self.send({"type": "http.response.body", "body": body})
 
+    def stream_body(self) -> BodyWriter:
+        """The writer of a started streamed response's body: the server's direct writer when it offers one."""
+        direct = self.scope.get("extensions", {}).get(DIRECT_BODY)
+        return direct if direct is not None else QueuedBody(self.send)
+
     async def respond_json(self, status: int, payload: object) -> None:
         await self.respond(status, dumps(payload))
 
     async def respond_error(self, error: RelayError) -> None:
         status, body = self.render_error(error)
         await self.respond(status, body, headers=error.headers)
+
+
+class BodyWriter(Protocol):
+    """Writes a streamed response's body chunks from a synchronous caller (an upstream's data callback)."""
+
+    def write(self, data: bytes) -> bool:
+        """Queue or write one chunk; False once the client is behind (the caller pauses its source)."""
+        ...
+
+    def when_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` once a client that was behind has caught up (None: stop calling)."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every chunk written so far has been handed to the server."""
+        ...
+
+
+class QueuedBody:
+    """A BodyWriter over plain ASGI `send` (a server without the direct writer, server.py): chunks queue in
+    order and one task sends them; past QUEUE_BYTES queued the client counts as behind."""
+
+    QUEUE_BYTES = 64 * 1024
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._sender: asyncio.Task[None] | None = None
+        self._behind = False
+        self._on_writable: Callable[[], None] | None = None
+
+    def write(self, data: bytes) -> bool:
+        self._queue.append(data)
+        self._queued += len(data)
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send_queued())
+        self._behind = self._queued > self.QUEUE_BYTES
+        return not self._behind
+
+    async def _send_queued(self) -> None:
+        while self._queue:
+            data = self._queue.popleft()
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            self._queued -= len(data)
+            if self._behind and self._queued <= self.QUEUE_BYTES:
+                self._behind = False
+                if self._on_writable is not None:
+                    self._on_writable()
+        self._sender = None
+
+    def when_writable(self, callback: Callable[[], None] | None) -> None:
+        self._on_writable = callback
+
+    async def flush(self) -> None:
+        if self._sender is not None:
+            await self._sender
 
 
 def payload_too_large(limit: int) -> RelayError:
