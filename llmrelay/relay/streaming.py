@@ -67,26 +67,33 @@ class EventRelay:
     data callback (no task runs per event): whole events are split out, passed through the tap, scrubbed of the
     channel's secrets and written to the client; a client that falls behind pauses the upstream."""
 
-    __slots__ = ("_body", "_secrets", "_splitter", "_tap", "_upstream")
+    __slots__ = ("_body_write", "_secrets", "_split", "_splitter", "_tap", "_tap_feed", "_upstream")
 
     def __init__(
         self, tap: StreamTap, body: BodyWriter, upstream: EventStreamConnection, secrets: tuple[bytes, ...]
     ) -> None:
+        # Bound methods kept: this runs once per event, thousands of times a second.
         self._tap = tap
-        self._body = body
+        self._tap_feed = tap.feed
+        self._body_write = body.write
         self._upstream = upstream
         self._secrets = secrets
         self._splitter = SseSplitter()
+        self._split = self._splitter.feed
 
     def feed(self, data: bytes) -> None:
-        feed = self._tap.feed
-        pieces = [piece for event in self._splitter.feed(data) if (piece := feed(event))]
-        if pieces:
-            self._write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        events = self._split(data)
+        if len(events) == 1:  # the usual read: one whole event
+            out = self._tap_feed(events[0])
+        else:
+            feed = self._tap_feed
+            out = b"".join([piece for event in events if (piece := feed(event))])
+        if out:
+            self._write(out)
 
     def _write(self, out: bytes) -> None:
         # Whole events: a secret cannot straddle two writes.
-        if not self._body.write(scrub_bytes(out, self._secrets)):
+        if not self._body_write(scrub_bytes(out, self._secrets)):
             self._upstream.pause_reading()
 
     def finish(self) -> None:
