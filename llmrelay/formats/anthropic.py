@@ -1038,7 +1038,7 @@ class AnthropicPassthroughTap:
                 self.done = True
             elif name in (b"message_start", b"message_delta"):
                 self._read_usage(event)
-        elif b'"message_' in event:
+        elif event.find(b'"message_') >= 0:
             self._read_usage(event)
         return event
 

@@ -1394,9 +1394,9 @@ class GeminiPassthroughTap:
 
     def feed(self, event: bytes) -> bytes | None:
         self._events.append(event)
-        if b'"usageMetadata"' in event:
+        if event.find(b'"usageMetadata"') >= 0:
             self._usage_events.append(event)
-        if not self.done and (b'"finishReason"' in event or b'"blockReason"' in event):
+        if not self.done and (event.find(b'"finishReason"') >= 0 or event.find(b'"blockReason"') >= 0):
             self.done = self._ends_stream(event)
         return event
 

@@ -153,9 +153,9 @@ class OpenAIStreamTap:
         if event.startswith((b"data: [DONE]", b"data:[DONE]")):
             self.done = True
             return None
-        if self._strip_null_usage and _NULL_USAGE in event:
+        if self._strip_null_usage and event.find(_NULL_USAGE) >= 0:
             event = event.replace(_NULL_USAGE, b"")
-        elif b'"usage"' in event:
+        elif event.find(b'"usage"') >= 0:
             event = self._take_usage(event)
         if event:
             self._events.append(event)

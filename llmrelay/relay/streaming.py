@@ -33,7 +33,7 @@ class SseSplitter:
             # The common case: one whole event per read, taken without the buffer (Gemini ends lines with CRLF:
             # normalised in one pass).
             event = data.replace(b"\r\n", b"\n") if data.endswith(b"\r\n\r\n") else data
-            if b"\r" not in event and event.find(b"\n\n") == len(event) - 2:
+            if event.find(b"\r") < 0 and event.find(b"\n\n") == len(event) - 2:
                 return [event]
         old_end = self._scanned
         buffer += data
