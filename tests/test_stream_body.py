@@ -1,0 +1,117 @@
+"""Streamed response bodies written from a synchronous caller (the relay's upstream data callback), through a
+real uvicorn server: llmrelay's own protocol, whose DirectBody writes to the connection, and plain uvicorn,
+where the body goes through ASGI `send` (QueuedBody). Either way a client that stops reading must make the
+writer report that it is behind, and its catching up must be signalled, with every byte arriving in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+import uvicorn
+
+from llmrelay.server import BoundedHttpProtocol, DirectBody
+from llmrelay.surfaces.http import HttpRequest, QueuedBody
+
+PIECE = 1024
+MAX_BYTES = 256 * 1024 * 1024  # a writer that never reports a full buffer fails instead of running forever
+
+
+class StreamingApp:
+    """Writes numbered 1 KiB pieces until the writer says the client is behind, waits until it has caught up,
+    writes one more piece and ends; records what it saw."""
+
+    def __init__(self) -> None:
+        self.writer_kind = ""
+        self.pieces = 0
+        self.behind = False
+        self.caught_up = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        http = HttpRequest(scope, receive, send)
+        await http.start_response(200, [(b"content-type", b"text/event-stream")])
+        body = http.stream_body()
+        self.writer_kind = type(body).__name__
+        writable = asyncio.Event()
+        body.when_writable(writable.set)
+
+        def piece() -> bytes:
+            self.pieces += 1
+            return b"%08d" % self.pieces + b"." * (PIECE - 8)
+
+        while self.pieces * PIECE < MAX_BYTES:
+            if not body.write(piece()):
+                self.behind = True
+                break
+            if self.pieces % 64 == 0:
+                await asyncio.sleep(0)  # let a QueuedBody's sender run, as upstream reads would
+        await asyncio.wait_for(writable.wait(), 30)
+        self.caught_up = True
+        body.when_writable(None)
+        body.write(piece())
+        await body.flush()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def serve(app: StreamingApp, http: Any) -> tuple[uvicorn.Server, int, threading.Thread]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, http=http, loop="uvloop", lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    return server, port, thread
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP/1.1 response."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    body = bytearray()
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(body)
+        body += rest[:size]
+        rest = rest[size + 2 :]
+
+
+@pytest.mark.parametrize(("http", "writer"), [(BoundedHttpProtocol, DirectBody), ("httptools", QueuedBody)])
+def test_a_client_that_stops_reading_is_reported_behind_and_its_catching_up_signalled(http: Any, writer: type) -> None:
+    app = StreamingApp()
+    server, port, thread = serve(app, http)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            client.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n")
+            deadline = time.time() + 30
+            while not app.behind and time.time() < deadline:  # the client reads nothing meanwhile
+                time.sleep(0.02)
+            assert app.behind, "the writer never reported the client behind"
+            assert not app.caught_up
+            raw = bytearray()
+            while not raw.endswith(b"0\r\n\r\n"):
+                data = client.recv(1 << 20)
+                assert data, "the connection closed before the body ended"
+                raw += data
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert app.writer_kind == writer.__name__
+    assert app.caught_up
+    body = dechunk(bytes(raw))
+    assert len(body) == app.pieces * PIECE
+    numbers = [int(body[i : i + 8]) for i in range(0, len(body), PIECE)]
+    assert numbers == list(range(1, app.pieces + 1))  # every piece, in order
