@@ -78,15 +78,19 @@ class Price:
         their own rates only."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
-        total = (
-            (usage.prompt_tokens - cached - written) * self.input
-            + cached * self.cached_input
-            + written * self.cache_write
-            + usage.completion_tokens * self.output
-            + usage.characters * self.per_character
-            + usage.audio_seconds * self.per_second
-            + self.per_request
-        )
+        total = (usage.prompt_tokens - cached - written) * self.input + usage.completion_tokens * self.output
+        # The rarer terms only when present: each Decimal product costs more than the test (a cost is computed
+        # at reservation and at settlement of every request).
+        if cached:
+            total += cached * self.cached_input
+        if written:
+            total += written * self.cache_write
+        if usage.characters:
+            total += usage.characters * self.per_character
+        if usage.audio_seconds:
+            total += usage.audio_seconds * self.per_second
+        if self.per_request:
+            total += self.per_request
         if usage.images:
             image = self.image_price(usage.image_variant)
             if image is None:
