@@ -207,7 +207,8 @@ def test_a_gzip_body_is_decoded() -> None:
 
 def test_an_unsupported_encoding_is_an_error() -> None:
     async def main() -> None:
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: br\r\ncontent-length: 3\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: br\r\n"
+        head += b"content-length: 3\r\n\r\n"
         async with Scripted(writes(head, b"abc")) as server:
             pool = EventStreamPool(server.url)
             with pytest.raises(UpstreamConnectionError, match="unsupported encoding"):
@@ -343,8 +344,10 @@ def test_https_upstreams_are_verified(tmp_path: Path, monkeypatch: pytest.Monkey
     """A certificate the system trusts (here: SSL_CERT_FILE) is accepted; any other is refused."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1"]
-        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
+        ],
         check=True,
         capture_output=True,
     )
