@@ -74,7 +74,7 @@ def test_an_unreachable_upstream_is_logged_with_where_it_was_looked_for(logged: 
     error = attempt(logged, "gpt-3.5-turbo")
     assert error.status_code == 502
     [line] = [w for w in warnings(logged) if "channel down" in w]
-    assert "failed (unreachable: ClientConnectorError" in line
+    assert "failed (unreachable: cannot connect to 127.0.0.1:" in line
     assert "(is the upstream up at http://127.0.0.1:" in line
 
 

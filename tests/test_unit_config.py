@@ -363,7 +363,7 @@ def channel(name: str, models: tuple[str, ...], model_map: dict[str, str] | None
     config = ChannelConfig(
         name=name, type="openai", base_url=f"http://{name}/v1", api_key="", models=models, model_map=model_map or {}
     )
-    return Channel(config, OpenAICompatibleProvider(), session=None, timeout=None)  # type: ignore[arg-type]
+    return Channel(config, OpenAICompatibleProvider())
 
 
 A = channel("a", ("gpt-4o", "gpt-4*", "shared"))

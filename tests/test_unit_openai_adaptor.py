@@ -412,7 +412,7 @@ def test_scrub_secrets_leaves_ordinary_text(text: str) -> None:
 
 
 def test_upstream_auth_error_becomes_502_without_the_channel_key() -> None:
-    channel = Channel(CHANNEL, PROVIDER, session=None, timeout=None)  # type: ignore[arg-type]
+    channel = Channel(CHANNEL, PROVIDER)
     body = orjson.dumps({"error": {"message": f"Incorrect API key provided: {CHANNEL.api_key}"}})
     error = relayed_error(401, body, {}, channel)
     assert error.status == 502
@@ -425,7 +425,7 @@ def test_upstream_auth_error_becomes_502_without_the_channel_key() -> None:
 
 
 def test_relayed_429_keeps_the_upstream_type_code_and_retry_headers() -> None:
-    channel = Channel(CHANNEL, PROVIDER, session=None, timeout=None)  # type: ignore[arg-type]
+    channel = Channel(CHANNEL, PROVIDER)
     body = orjson.dumps({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
     headers = {"Retry-After": "7", "retry-after-ms": "6500", "x-ratelimit-remaining-requests": "0", "Server": "x"}
     error = relayed_error(429, body, headers, channel)

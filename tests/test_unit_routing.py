@@ -30,7 +30,7 @@ def channel(name: str, priority: int = 0, weight: int = 1, max_parallel: int | N
         max_parallel=max_parallel,
     )
     health = ChannelHealth(name, SETTINGS, max_parallel)
-    return Channel(config, OpenAICompatibleProvider(), None, None, (), health)  # type: ignore[arg-type]
+    return Channel(config, OpenAICompatibleProvider(), health=health)
 
 
 def names(router: Router, tried: list[Channel] | None = None) -> str:

@@ -1,7 +1,5 @@
 """Outbound adaptors, one per kind of upstream, looked up by a channel's `type`."""
 
-import aiohttp
-
 from llmrelay.config import ChannelConfig, RoutingConfig
 from llmrelay.providers.anthropic import AnthropicProvider
 from llmrelay.providers.azure import AzureOpenAIProvider
@@ -26,18 +24,12 @@ def provider_for(config: ChannelConfig) -> Provider:
 
 
 def make_channel(config: ChannelConfig, pool: UpstreamPool, routing: RoutingConfig) -> Channel:
-    """A configured channel, ready to call: its adaptor, its origin's session and stream connections, timeouts,
-    secrets and a fresh health record.
-
-    The read timer covers the wait for the reply's first byte; once a reply has begun the relay sets the
-    channel's idle limit instead (relay/pipeline.py, `_idle_from_now`)."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.first_byte_timeout)
+    """A configured channel, ready to call: its adaptor, its origin's connections, secrets and a fresh health
+    record."""
     return Channel(
         config,
         provider_for(config),
-        pool.session_for(config.base_url),
-        timeout,
+        pool.connections_for(config.base_url),
         channel_secrets(config.api_key, config.headers),
         ChannelHealth(config.name, routing, config.max_parallel),
-        pool.streams_for(config.base_url),
     )

@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, cast
 
-import aiohttp
-
 from llmrelay.config import ChannelConfig, RoutingConfig
 from llmrelay.formats.base import Completion, StreamDecoder
 from llmrelay.metering.pricing import Usage
-from llmrelay.providers.event_stream import EventStreamPool
+from llmrelay.providers.connections import ConnectionPool
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.health import ChannelHealth
 from llmrelay.relay.request import ChatRequest
@@ -116,26 +114,23 @@ class OpenAICompatible(Provider, Protocol):
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity: a request's tried channels are a list
 class Channel:
-    """A configured upstream: its settings, its adaptor, its pooled HTTP session (and connections for streamed
-    replies, providers/event_stream.py), the secrets (its key and
-    header values) that must never reach a client or a log, as text and as bytes for scrubbing streams, and
+    """A configured upstream: its settings, its adaptor, its origin's pooled connections, the secrets (its key
+    and header values) that must never reach a client or a log, as text and as bytes for scrubbing streams, and
     its health as the router sees it."""
 
     config: ChannelConfig
     provider: Provider
-    session: aiohttp.ClientSession
-    timeout: aiohttp.ClientTimeout
+    connections: ConnectionPool = None  # type: ignore[assignment]  # a pool of its own when not given
     secret_bytes: tuple[bytes, ...] = ()
     health: ChannelHealth = None  # type: ignore[assignment]  # made from the config when not given
-    streams: EventStreamPool = None  # type: ignore[assignment]  # streamed replies' connections; ditto
 
     def __post_init__(self) -> None:
+        if self.connections is None:
+            object.__setattr__(self, "connections", ConnectionPool(self.config.base_url))
         if self.health is None:
             object.__setattr__(
                 self, "health", ChannelHealth(self.config.name, RoutingConfig(), self.config.max_parallel)
             )
-        if self.streams is None:
-            object.__setattr__(self, "streams", EventStreamPool(self.config.base_url))
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -22,14 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import aiohttp
-
 from llmrelay.metering.money import MoneyError, nano_to_usd
 from llmrelay.metering.pricing import Price, PriceTable, Usage
 from llmrelay.metering.quota import QuotaLedger
 from llmrelay.metering.recorder import UsageRecorder
 from llmrelay.providers.base import Capability, Channel, StreamTap, UpstreamRequest
-from llmrelay.providers.event_stream import EventStreamConnection, UpstreamConnectionError
+from llmrelay.providers.connections import UpstreamConnection, UpstreamConnectionError
 from llmrelay.providers.images import ImageFetcher
 from llmrelay.relay.errors import (
     RelayError,
@@ -46,7 +44,7 @@ from llmrelay.relay.health import Failure
 from llmrelay.relay.jobs import Job, Reply, TokenJob
 from llmrelay.relay.limits import LocalRateLimiter, RateLimiter
 from llmrelay.relay.routing import Candidates, Route, Router
-from llmrelay.relay.streaming import EventRelay
+from llmrelay.relay.streaming import BodyRelay, EventRelay
 from llmrelay.store.cache import KeyState
 from llmrelay.store.schema import MAX_MODEL_NAME
 from llmrelay.store.usage import UsageRecord
@@ -304,46 +302,54 @@ class Relay:
         if abandoned is not None:
             outcome.usage, outcome.usage_source = abandoned
 
-    async def _open(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
+    async def _open(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> UpstreamConnection:
         """Send the upstream request and wait for its reply's headers (within the channel's first-byte time);
-        an error status, a timeout or a lost connection is raised as an UpstreamFailure when another
-        channel may retry it, else as the client's error."""
+        an error status, a timeout or a lost connection is raised as an UpstreamFailure when another channel may
+        retry it, else as the client's error."""
+        config = channel.config
         began = time.perf_counter()
+        connection: UpstreamConnection | None = None
         try:
-            response = await channel.session.post(
-                upstream.url, data=upstream.body, headers=upstream.headers, timeout=channel.timeout
+            connection = await channel.connections.open(
+                upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
             )
-            if response.status >= 400:
-                try:
-                    body = await response.read()
-                finally:
-                    response.release()
+            status, headers = connection.status, connection.headers
+            if status >= 400:
+                body = await connection.read_all()
+                connection.release()  # resets the connection for its next request
                 # Scrubbed before the message is cut short, so no part of a secret survives a cut.
-                body = scrub_bytes(body, channel.secret_bytes)
-                raise status_failure(response.status, body, response.headers, channel)
-            return response
+                raise status_failure(status, scrub_bytes(body, channel.secret_bytes), headers, channel)
         except TimeoutError:
+            if connection is not None:
+                connection.close()
             raise _timed_out("no reply") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamConnectionError as exc:
+            if connection is not None:
+                connection.close()
             raise _unreachable(channel, exc) from None
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            raise
         finally:
             http.upstream_seconds += time.perf_counter() - began
+        return connection
 
     async def _read_reply(self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest) -> tuple[bytes, str]:
         """Call the upstream and read its whole reply: (body, content type)."""
-        response = await self._open(http, channel, upstream)
-        _idle_from_now(response, channel)
+        connection = await self._open(http, channel, upstream)
+        connection.idle_limit(channel.config.idle_timeout)  # the reply has begun
         began = time.perf_counter()
         try:
-            body = await response.read()
+            body = await connection.read_all()
         except TimeoutError:
             raise _timed_out("the reply stopped arriving") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamConnectionError as exc:
             raise _unreachable(channel, exc) from None
         finally:
-            response.release()
+            connection.release()  # to the pool if the reply ended cleanly, else closed
             http.upstream_seconds += time.perf_counter() - began
-        return scrub_bytes(body, channel.secret_bytes), response.headers.get("content-type", "application/json")
+        return scrub_bytes(body, channel.secret_bytes), connection.headers.get("content-type", "application/json")
 
     async def _relay_body(
         self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
@@ -387,52 +393,43 @@ class Relay:
     ) -> None:
         """Relay a binary body (audio) chunk by chunk as it arrives; the job is billed on what it asked for."""
 
-        async def attempt(route: Route, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
-            response = await self._open(http, route.channel, upstream)
-            _idle_from_now(response, route.channel)
-            return response
+        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[UpstreamConnection]:
+            return self._open(http, route.channel, upstream)
 
-        response = await self._attempts(http, job, candidates, cap, outcome, attempt)
+        connection = await self._attempts(http, job, candidates, cap, outcome, attempt)
         route = outcome.route
         assert route is not None
-        content_type = response.headers.get("content-type", "application/octet-stream").encode()
+        connection.idle_limit(route.channel.config.idle_timeout)
+        content_type = connection.headers.get("content-type", "application/octet-stream").encode()
         await http.start_response(200, [(b"content-type", content_type)])
         outcome.usage, outcome.usage_source = await job.meter(b"", route)
-        watcher = DisconnectWatch(http, response.close)
+        body = http.stream_body()
+        body.when_writable(connection.resume_reading)
+        watcher = DisconnectWatch(http, connection.close)
         try:
-            secrets = route.channel.secret_bytes
-            async for data in response.content.iter_any():
-                await http.send({"type": "http.response.body", "body": scrub_bytes(data, secrets), "more_body": True})
-        except (TimeoutError, aiohttp.ClientError):
+            await connection.relay(BodyRelay(body, connection, route.channel.secret_bytes).feed)
+            await body.flush()
+        except (TimeoutError, UpstreamConnectionError):
             outcome.status, outcome.http_status = ("client_closed", 499) if watcher.gone else ("upstream_broken", 502)
         finally:
             watcher.stop()
+            body.when_writable(None)
             if outcome.status == "ok":
-                response.release()
+                connection.release()
             else:
-                response.close()
+                connection.close()
         if not watcher.gone:
             await http.send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _open_stream(
         self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest
-    ) -> tuple[EventStreamConnection, bytes]:
+    ) -> tuple[UpstreamConnection, bytes]:
         """Open an upstream event stream and read its first bytes (within the channel's first-byte time):
         until then nothing has reached the client, and a failure may still go to another channel."""
-        config = channel.config
+        connection = await self._open(http, channel, upstream)
         began = time.perf_counter()
-        connection: EventStreamConnection | None = None
         try:
-            connection = await channel.streams.open(
-                upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
-            )
-            status, headers = connection.status, connection.headers
-            if status >= 400:
-                body = await connection.read_all()
-                connection.release()  # resets the connection for its next request
-                # Scrubbed before the message is cut short, so no part of a secret survives a cut.
-                raise status_failure(status, scrub_bytes(body, channel.secret_bytes), headers, channel)
-            if not headers.get("content-type", "").startswith("text/event-stream"):
+            if not connection.headers.get("content-type", "").startswith("text/event-stream"):
                 error = RelayError(
                     502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
                 )
@@ -445,31 +442,28 @@ class Relay:
                     "the stream ended before its first event",
                 )
         except TimeoutError:
-            if connection is not None:
-                connection.close()
-            raise _timed_out("no reply" if connection is None else "no first event") from None
+            connection.close()
+            raise _timed_out("no first event") from None
         except UpstreamConnectionError as exc:
-            if connection is not None:
-                connection.close()
+            connection.close()
             raise _unreachable(channel, exc) from None
         except BaseException:
-            if connection is not None:
-                connection.close()
+            connection.close()
             raise
         finally:
             http.upstream_seconds += time.perf_counter() - began
-        connection.idle_limit(config.idle_timeout)
+        connection.idle_limit(channel.config.idle_timeout)
         return connection, first
 
     async def _relay_events(
         self, http: HttpRequest, job: Job, candidates: Candidates, cap: int | None, outcome: Outcome
     ) -> None:
-        connection: EventStreamConnection | None = None
+        connection: UpstreamConnection | None = None
         tap: StreamTap | None = None
         watcher: DisconnectWatch | None = None
         body: BodyWriter | None = None
 
-        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[tuple[EventStreamConnection, bytes]]:
+        def attempt(route: Route, upstream: UpstreamRequest) -> Awaitable[tuple[UpstreamConnection, bytes]]:
             return self._open_stream(http, route.channel, upstream)
 
         try:
@@ -538,7 +532,7 @@ class Relay:
     async def _pump(
         self,
         http: HttpRequest,
-        connection: EventStreamConnection,
+        connection: UpstreamConnection,
         first: bytes,
         relay: EventRelay,
         outcome: Outcome,
@@ -569,23 +563,14 @@ Attempt = Callable[[Route, UpstreamRequest], Awaitable[T]]
 _CHANNEL_FAULTS = frozenset({"upstream_timeout", "upstream_disconnected", "bad_upstream_stream"})
 
 
-def _idle_from_now(response: aiohttp.ClientResponse, channel: Channel) -> None:
-    """The reply has begun: from now on the channel's idle limit, not its first-byte limit, bounds each wait
-    for more (aiohttp re-arms its read timer with this value on every read)."""
-    config = channel.config
-    connection = response.connection
-    if config.idle_timeout != config.first_byte_timeout and connection is not None and connection.protocol:
-        connection.protocol.read_timeout = config.idle_timeout
-
-
 def _timed_out(what: str) -> UpstreamFailure:
     return UpstreamFailure(Failure.FAILED, upstream_timeout(), f"timed out ({what})")
 
 
-def _unreachable(channel: Channel, exc: aiohttp.ClientError | UpstreamConnectionError) -> UpstreamFailure:
+def _unreachable(channel: Channel, exc: UpstreamConnectionError) -> UpstreamFailure:
     # The detail (host and port, OS error) is for the operator's log, not for clients.
-    detail = scrub_secrets(f"unreachable: {type(exc).__name__}: {exc}", channel.secrets)
-    return UpstreamFailure(Failure.FAILED, upstream_unreachable(type(exc).__name__), detail)
+    detail = scrub_secrets(f"unreachable: {exc}", channel.secrets)
+    return UpstreamFailure(Failure.FAILED, upstream_unreachable(exc.summary), detail)
 
 
 def log_failed_attempt(

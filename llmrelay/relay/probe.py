@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from llmrelay.formats.base import upstream_error_message
 from llmrelay.providers.base import Channel
+from llmrelay.providers.connections import UpstreamConnectionError
 from llmrelay.relay.errors import scrub_bytes, scrub_secrets
 from llmrelay.relay.failures import failure_kind
 from llmrelay.relay.request import ChatRequest
@@ -47,15 +47,19 @@ async def probe_channel(channel: Channel) -> ProbeResult:
     upstream = channel.provider.chat_request(config, probe_request(model), upstream_model, None, 1)
     began = time.perf_counter()
     try:
-        async with channel.session.post(
-            upstream.url, data=upstream.body, headers=upstream.headers, timeout=channel.timeout
-        ) as response:
-            status = response.status
-            body = scrub_bytes(await response.read(), channel.secret_bytes)
+        connection = await channel.connections.open(
+            upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
+        )
+        try:
+            connection.idle_limit(config.idle_timeout)
+            status = connection.status
+            body = scrub_bytes(await connection.read_all(), channel.secret_bytes)
+        finally:
+            connection.release()
     except TimeoutError:
         return ProbeResult(config.name, model, False, _ms(began), "timed out")
-    except aiohttp.ClientError as exc:
-        detail = scrub_secrets(f"unreachable: {type(exc).__name__}: {exc}", channel.secrets)
+    except UpstreamConnectionError as exc:
+        detail = scrub_secrets(f"unreachable: {exc}", channel.secrets)
         return ProbeResult(config.name, model, False, _ms(began), detail)
     if status < 400:
         return ProbeResult(config.name, model, True, _ms(began), "ok")

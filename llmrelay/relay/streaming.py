@@ -11,7 +11,7 @@ from llmrelay.formats.base import Chunk, StreamDecoder, StreamEncoder
 from llmrelay.formats.openai import generated_texts
 from llmrelay.metering.pricing import Usage
 from llmrelay.providers.base import StreamTap
-from llmrelay.providers.event_stream import EventStreamConnection
+from llmrelay.providers.connections import UpstreamConnection
 from llmrelay.relay.errors import scrub_bytes
 from llmrelay.surfaces.http import BodyWriter
 
@@ -62,24 +62,38 @@ class SseSplitter:
         return bytes(self._buffer)
 
 
-class EventRelay:
-    """Relays an upstream's event stream to the client as its bytes arrive, called from the upstream connection's
-    data callback (no task runs per event): whole events are split out, passed through the tap, scrubbed of the
-    channel's secrets and written to the client; a client that falls behind pauses the upstream."""
+class BodyRelay:
+    """Relays an upstream's body to the client as its bytes arrive, called from the upstream connection's data
+    callback (no task runs per read): scrubbed of the channel's secrets and written to the client; a client that
+    falls behind pauses the upstream."""
 
-    __slots__ = ("_body_write", "_secrets", "_split", "_splitter", "_tap", "_tap_feed", "_upstream")
+    __slots__ = ("_body_write", "_secrets", "_upstream")
+
+    def __init__(self, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]) -> None:
+        self._body_write = body.write  # bound once: this runs for every read
+        self._upstream = upstream
+        self._secrets = secrets
+
+    def feed(self, data: bytes) -> None:
+        if not self._body_write(scrub_bytes(data, self._secrets)):
+            self._upstream.pause_reading()
+
+
+class EventRelay:
+    """Relays an upstream's event stream: whole events are split out of each read and passed through the tap,
+    and what the tap gives the client goes on through a BodyRelay (a secret cannot straddle two writes)."""
+
+    __slots__ = ("_out", "_split", "_splitter", "_tap", "_tap_feed")
 
     def __init__(
-        self, tap: StreamTap, body: BodyWriter, upstream: EventStreamConnection, secrets: tuple[bytes, ...]
+        self, tap: StreamTap, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]
     ) -> None:
         # Bound methods kept: this runs once per event, thousands of times a second.
         self._tap = tap
         self._tap_feed = tap.feed
-        self._body_write = body.write
-        self._upstream = upstream
-        self._secrets = secrets
         self._splitter = SseSplitter()
         self._split = self._splitter.feed
+        self._out = BodyRelay(body, upstream, secrets).feed
 
     def feed(self, data: bytes) -> None:
         events = self._split(data)
@@ -89,20 +103,15 @@ class EventRelay:
             feed = self._tap_feed
             out = b"".join([piece for event in events if (piece := feed(event))])
         if out:
-            self._write(out)
-
-    def _write(self, out: bytes) -> None:
-        # Whole events: a secret cannot straddle two writes.
-        if not self._body_write(scrub_bytes(out, self._secrets)):
-            self._upstream.pause_reading()
+            self._out(out)
 
     def finish(self) -> None:
         """The upstream's body has ended: relay a final event that it ended without the blank line."""
         last = self._splitter.remainder()
         if last.endswith(b"\n"):
-            piece = self._tap.feed(last + b"\n")
+            piece = self._tap_feed(last + b"\n")
             if piece:
-                self._write(piece)
+                self._out(piece)
 
 
 class TranslatingTap:

@@ -1,4 +1,4 @@
-"""The client for streamed upstream replies (providers/event_stream.py), against scripted HTTP servers on loopback.
+"""The upstream HTTP client (providers/connections.py), against scripted HTTP servers on loopback.
 
 Each scripted server reads one request at a time (head and Content-Length body) and answers it with the
 steps its test gives: bytes to write, pauses, a close. What the server read is kept for the test to check.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrelay.providers import event_stream
-from llmrelay.providers.event_stream import EventStreamPool, UpstreamConnectionError
+from llmrelay.providers import connections
+from llmrelay.providers.connections import ConnectionPool, UpstreamConnectionError
 from llmrelay.surfaces.http import QueuedBody
 
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -94,7 +94,7 @@ def writes(*steps: bytes | float | None) -> Reply:
 SSE_REPLY = writes(SSE_HEAD, *(chunk(event) for event in EVENTS), END)
 
 
-async def open_stream(pool: EventStreamPool, server: Scripted, first_byte: float = 5.0, **headers: str):  # type: ignore[no-untyped-def]
+async def open_stream(pool: ConnectionPool, server: Scripted, first_byte: float = 5.0, **headers: str):  # type: ignore[no-untyped-def]
     return await pool.open(
         f"{server.url}/v1/chat/completions?x=1", {"Authorization": "Bearer k", **headers}, b'{"a":1}', 5.0, first_byte
     )
@@ -112,7 +112,7 @@ def test_each_event_reaches_the_sink_as_it_arrives_and_the_request_is_well_forme
         reply = writes(SSE_HEAD, chunk(EVENTS[0]), 0.05, chunk(EVENTS[1]), 0.05, chunk(EVENTS[2]), END)
         async with Scripted(reply) as server:
             host = server.url.removeprefix("http://").encode()
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server, **{"X-Custom": "v"})
             assert connection.status == 200
             assert connection.headers["content-type"] == "text/event-stream"
@@ -134,7 +134,7 @@ def test_each_event_reaches_the_sink_as_it_arrives_and_the_request_is_well_forme
 def test_a_kept_alive_connection_carries_the_next_request() -> None:
     async def main() -> None:
         async with Scripted(SSE_REPLY) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             for _ in range(3):
                 connection = await open_stream(pool, server)
                 assert b"".join(await relay_all(connection)) == b"".join(EVENTS)
@@ -150,7 +150,7 @@ def test_a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() 
     async def main() -> None:
         # The reply says keep-alive, then the server closes the idle connection: the next request must not fail.
         async with Scripted(writes(SSE_HEAD, chunk(EVENTS[0]), END, 0.05, None)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             for _ in range(2):
                 connection = await open_stream(pool, server)
                 assert await relay_all(connection) == [EVENTS[0]]
@@ -182,7 +182,7 @@ def test_bodies_framed_by_length_or_by_the_connection_closing(head: bytes, body:
     async def main() -> None:
         head_bytes = head % len(body) if b"%d" in head else head
         async with Scripted(writes(head_bytes, body[:10], 0.02, body[10:], None)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             assert b"".join(await relay_all(connection)) == body
             connection.release()
@@ -197,7 +197,7 @@ def test_a_gzip_body_is_decoded() -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
         head += b"content-length: %d\r\n\r\n" % len(packed)
         async with Scripted(writes(head, packed)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             assert b"".join(await relay_all(connection)) == b"".join(EVENTS)
             pool.close()
@@ -210,7 +210,7 @@ def test_an_unsupported_encoding_is_an_error() -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: br\r\n"
         head += b"content-length: 3\r\n\r\n"
         async with Scripted(writes(head, b"abc")) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             with pytest.raises(UpstreamConnectionError, match="unsupported encoding"):
                 await open_stream(pool, server)
 
@@ -223,7 +223,7 @@ def test_an_error_reply_is_read_whole_with_its_headers() -> None:
         head = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nX-RateLimit-Remaining-Requests: 0\r\n"
         head += b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
         async with Scripted(writes(head, body[:5], 0.02, body[5:])) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             assert connection.status == 429
             assert connection.headers["retry-after"] == "7"  # names lower-cased, as the relay looks them up
@@ -238,7 +238,7 @@ def test_an_error_reply_is_read_whole_with_its_headers() -> None:
 def test_no_reply_within_the_first_byte_limit_times_out() -> None:
     async def main() -> None:
         async with Scripted(writes(5.0)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             began = time.monotonic()
             with pytest.raises(TimeoutError):
                 await open_stream(pool, server, first_byte=0.2)
@@ -251,7 +251,7 @@ def test_silence_past_the_idle_limit_times_out_but_a_paused_read_does_not() -> N
     async def main() -> None:
         stalled = writes(SSE_HEAD, chunk(EVENTS[0]), 5.0)
         async with Scripted(stalled) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             connection.idle_limit(0.2)
             pieces = [await connection.first_data()]
@@ -261,7 +261,7 @@ def test_silence_past_the_idle_limit_times_out_but_a_paused_read_does_not() -> N
 
         paced = writes(SSE_HEAD, chunk(EVENTS[0]), 0.05, chunk(EVENTS[1]), chunk(EVENTS[2]), END)
         async with Scripted(paced) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             connection.idle_limit(0.2)
             pieces = [await connection.first_data()]
@@ -280,7 +280,7 @@ def test_silence_past_the_idle_limit_times_out_but_a_paused_read_does_not() -> N
 def test_a_reply_cut_mid_body_is_a_connection_error() -> None:
     async def main() -> None:
         async with Scripted(writes(SSE_HEAD, chunk(EVENTS[0]), 0.05, None)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             pieces = [await connection.first_data()]
             with pytest.raises(UpstreamConnectionError, match="before the reply was complete"):
@@ -293,7 +293,7 @@ def test_a_reply_cut_mid_body_is_a_connection_error() -> None:
 def test_a_sink_error_ends_the_relay_with_that_error() -> None:
     async def main() -> None:
         async with Scripted(writes(SSE_HEAD, chunk(EVENTS[0]), 0.05, chunk(EVENTS[1]), END)) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             connection = await open_stream(pool, server)
             await connection.first_data()
 
@@ -311,7 +311,7 @@ def test_a_reply_that_is_not_http_is_a_connection_error() -> None:
     async def main() -> None:
         async with Scripted(writes(b"SSH-2.0-OpenSSH\r\n\r\n")) as server:
             with pytest.raises(UpstreamConnectionError, match="not valid HTTP"):
-                await open_stream(EventStreamPool(server.url), server)
+                await open_stream(ConnectionPool(server.url), server)
 
     asyncio.run(main())
 
@@ -321,7 +321,7 @@ def test_an_unreachable_upstream_is_a_connection_error() -> None:
         async with Scripted(SSE_REPLY) as server:
             url = server.url
         with pytest.raises(UpstreamConnectionError, match="cannot connect"):
-            await EventStreamPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
+            await ConnectionPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
 
     asyncio.run(main())
 
@@ -330,7 +330,7 @@ def test_an_unreachable_upstream_is_a_connection_error() -> None:
 def test_a_line_break_in_a_header_or_path_is_refused_before_anything_is_sent(where: str) -> None:
     async def main() -> None:
         async with Scripted(SSE_REPLY) as server:
-            pool = EventStreamPool(server.url)
+            pool = ConnectionPool(server.url)
             url = f"{server.url}/v1/x" + (" HTTP/1.1\r\nEvil: 1" if where == "path" else "")
             headers = {"X-Team": "a\r\nEvil: 1"} if where == "header" else {}
             with pytest.raises(UpstreamConnectionError, match="line break"):
@@ -366,17 +366,17 @@ def test_https_upstreams_are_verified(tmp_path: Path, monkeypatch: pytest.Monkey
         server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
         url = f"https://localhost:{server.sockets[0].getsockname()[1]}"
         try:
-            event_stream._tls_context.cache_clear()
+            connections._tls_context.cache_clear()
             with pytest.raises(UpstreamConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-                await EventStreamPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
+                await ConnectionPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
             monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-            event_stream._tls_context.cache_clear()
-            connection = await EventStreamPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
+            connections._tls_context.cache_clear()
+            connection = await ConnectionPool(url).open(f"{url}/v1/x", {}, b"{}", 5.0, 5.0)
             body = b"".join(await relay_all(connection))
             connection.close()
             return body, connection.headers["content-type"]
         finally:
-            event_stream._tls_context.cache_clear()
+            connections._tls_context.cache_clear()
             server.close()
 
     assert asyncio.run(main()) == (b"".join(EVENTS), "text/event-stream")

@@ -1,15 +1,18 @@
-"""Streamed upstream replies over plain asyncio: the byte path from an upstream's socket to the relay.
+"""The gateway's HTTP/1.1 client for upstream calls, on plain asyncio: the byte path from an upstream's socket
+to the relay.
 
-aiohttp serves every other upstream call. A streamed reply is different: it is a trickle of small events, and
-through aiohttp each one costs a StreamReader future, a task wake-up and a re-armed read timer before the relay
-sees it, and preparing the request costs more than the rest of the relay's work on it (measured with py-spy in
-bench/, issue 13). Here an upstream's bytes go from the socket's data callback through the HTTP parser (httptools,
-in C, which also undoes chunked framing) to the relay's sink in one synchronous call; no task wakes per event,
-and the first-byte and idle limits are one watchdog timer per stream that re-arms only when it fires.
+Every upstream call is a POST whose reply is read whole (`read_all`) or relayed as it arrives (`relay`: event
+streams, audio). A streamed reply is a trickle of small events; through a general client (aiohttp, which the
+gateway used before) each one cost a StreamReader future, a task wake-up and a re-armed read timer before the
+relay saw it, and preparing a request cost more than the rest of the relay's work on it (py-spy under bench/'s
+token-paced loads). Here an upstream's bytes go from the socket's data callback through the HTTP parser
+(httptools, in C, which also undoes chunked framing) to the relay's sink in one synchronous call; no task wakes
+per event, and the first-byte and idle limits are one watchdog timer per reply that re-arms only when it fires.
 
-One `EventStreamPool` per upstream origin keeps idle keep-alive connections (most recently used first; closed
+One `ConnectionPool` per upstream origin keeps idle keep-alive connections (most recently used first; closed
 after KEEPALIVE_SECONDS idle). A request on a reused connection that the upstream had already closed, so that
-not one byte of a reply came, is sent once more on a new connection: the upstream never read it.
+not one byte of a reply came, is sent once more on a new connection: the upstream never read it. TLS is
+verified against the system's certificates. Replies are asked for uncompressed; gzip and deflate are decoded.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from urllib.parse import urlsplit
 import httptools
 
 KEEPALIVE_SECONDS = 60.0
-MAX_ERROR_BODY = 1 << 20  # an error reply is read whole for its message; more than this is not kept
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -36,18 +38,23 @@ def _tls_context() -> ssl.SSLContext:
 
 
 class UpstreamConnectionError(ConnectionError):
-    """The upstream could not be reached, or its connection broke or spoke broken HTTP; the message says which."""
+    """The upstream could not be reached, or its connection broke or spoke broken HTTP. The message is for the
+    operator's log (it may name the host and the OS error); `summary` is what a client may be told."""
+
+    def __init__(self, detail: str, summary: str) -> None:
+        super().__init__(detail)
+        self.summary = summary
 
 
-class EventStreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream, carrying one request at a time.
 
-    After `EventStreamPool.open` the reply's status and headers are known; the body is then read whole
-    (`read_all`, for error replies) or its first bytes awaited (`first_data`) and the rest pushed to a sink
-    (`relay`). `release` returns a connection whose reply ended cleanly to its pool; `close` drops it.
+    After `ConnectionPool.open` the reply's status and headers are known; the body is then read whole
+    (`read_all`), or its first bytes awaited (`first_data`) and the rest pushed to a sink (`relay`). `release`
+    returns a connection whose reply ended cleanly to its pool; `close` drops it.
     """
 
-    def __init__(self, pool: EventStreamPool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -91,7 +98,7 @@ class EventStreamConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             self._fail(exc.__context__ or exc)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamConnectionError(f"the upstream's reply is not valid HTTP ({exc})"))
+            self._fail(UpstreamConnectionError(f"the reply is not valid HTTP ({exc})", "its reply was not valid HTTP"))
 
     def eof_received(self) -> bool:
         return False  # close the transport: HTTP/1.1 has no half-closed exchanges
@@ -103,7 +110,8 @@ class EventStreamConnection(asyncio.Protocol):
         if self._until_close and self.status:
             self._ended()
             return
-        self._fail(UpstreamConnectionError("the upstream closed the connection before the reply was complete"))
+        lost = "the upstream closed the connection before the reply was complete"
+        self._fail(UpstreamConnectionError(lost, "the connection closed before the reply was complete"))
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -126,7 +134,8 @@ class EventStreamConnection(asyncio.Protocol):
             # wbits 47: a zlib or gzip header, detected; "deflate" is zlib-wrapped by the HTTP standard.
             self._decompress = zlib.decompressobj(47).decompress
         elif encoding != "identity":
-            self._fail(UpstreamConnectionError(f"the upstream sent a body in an unsupported encoding ({encoding})"))
+            unsupported = f"the reply's body is in an unsupported encoding ({encoding})"
+            self._fail(UpstreamConnectionError(unsupported, "its reply was in an unsupported encoding"))
             return
         assert self._head is not None
         if not self._head.done():
@@ -216,12 +225,13 @@ class EventStreamConnection(asyncio.Protocol):
         return b"".join(pending)
 
     async def read_all(self) -> bytes:
-        """The whole body (at most MAX_ERROR_BODY bytes of it are kept)."""
+        """The whole body, waiting for it within the read limit."""
         while not self._complete:
             if self._error is not None:
                 raise self._error
             await self._wait()
-        return b"".join(self._pending)[:MAX_ERROR_BODY]
+        pending, self._pending = self._pending, []
+        return pending[0] if len(pending) == 1 else b"".join(pending)
 
     async def relay(self, sink: Callable[[bytes], None]) -> None:
         """Pass the rest of the body to `sink` as it arrives, returning when it ends; raises TimeoutError when
@@ -266,8 +276,8 @@ class EventStreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
-class EventStreamPool:
-    """Keep-alive connections to one upstream origin (`scheme://host:port`), for streamed replies."""
+class ConnectionPool:
+    """Keep-alive connections to one upstream origin (`scheme://host:port`)."""
 
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
@@ -275,11 +285,11 @@ class EventStreamPool:
         self._tls = parts.scheme == "https"
         self._port = parts.port or (443 if self._tls else 80)
         self._host_header = parts.netloc.rpartition("@")[2]
-        self._idle: deque[EventStreamConnection] = deque()
+        self._idle: deque[UpstreamConnection] = deque()
 
     async def open(
         self, url: str, headers: dict[str, str], body: bytes, connect_timeout: float | None, first_byte_timeout: float
-    ) -> EventStreamConnection:
+    ) -> UpstreamConnection:
         """POST `body` to `url` and wait for the reply's status and headers; raises UpstreamConnectionError
         (or TimeoutError) when the upstream cannot be reached or does not answer in time."""
         request = self._request(url, headers, body)
@@ -322,10 +332,12 @@ class EventStreamPool:
         breaks = len(lines) - 1
         if head.count("\r") != breaks or head.count("\n") != breaks or "\0" in head or " " in target:
             # A header value or path holding a line break would smuggle a second request to the upstream.
-            raise UpstreamConnectionError("the upstream request has a line break in a header or its path")
+            raise UpstreamConnectionError(
+                "the upstream request has a line break in a header or its path", "the request could not be sent"
+            )
         return head.encode("latin-1") + b"\r\n\r\n" + body
 
-    def _take(self) -> EventStreamConnection | None:
+    def _take(self) -> UpstreamConnection | None:
         idle = self._idle
         now = asyncio.get_running_loop().time()
         while idle:
@@ -335,26 +347,27 @@ class EventStreamPool:
             connection.close()
         return None
 
-    def put(self, connection: EventStreamConnection) -> None:
+    def put(self, connection: UpstreamConnection) -> None:
         connection.idle_since = asyncio.get_running_loop().time()
         idle = self._idle
         idle.append(connection)
         while idle and connection.idle_since - idle[0].idle_since >= KEEPALIVE_SECONDS:
             idle.popleft().close()  # the oldest have been idle too long
 
-    async def _connect(self, timeout: float | None) -> EventStreamConnection:
+    async def _connect(self, timeout: float | None) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 _, connection = await loop.create_connection(
-                    lambda: EventStreamConnection(self),
+                    lambda: UpstreamConnection(self),
                     self._host,
                     self._port,
                     ssl=_tls_context() if self._tls else None,
                     server_hostname=self._host if self._tls else None,
                 )
         except OSError as exc:
-            raise UpstreamConnectionError(f"cannot connect to {self._host}:{self._port} ({exc})") from None
+            detail = f"cannot connect to {self._host}:{self._port} ({exc})"
+            raise UpstreamConnectionError(detail, "the connection failed") from None
         return connection
 
     def close(self) -> None:
