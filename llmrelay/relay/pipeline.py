@@ -400,9 +400,13 @@ class Relay:
         route = outcome.route
         assert route is not None
         connection.idle_limit(route.channel.config.idle_timeout)
-        content_type = connection.headers.get("content-type", "application/octet-stream").encode()
-        await http.start_response(200, [(b"content-type", content_type)])
-        outcome.usage, outcome.usage_source = await job.meter(b"", route)
+        try:
+            content_type = connection.headers.get("content-type", "application/octet-stream").encode()
+            await http.start_response(200, [(b"content-type", content_type)])
+            outcome.usage, outcome.usage_source = await job.meter(b"", route)
+        except BaseException:
+            connection.close()
+            raise
         body = http.stream_body()
         body.when_writable(connection.resume_reading)
         watcher = DisconnectWatch(http, connection.close)
