@@ -159,6 +159,19 @@ def summary_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
+def _columns_table(results: Results, columns: list[tuple[str, str, str]], loads: list[str]) -> list[str]:
+    """A row per target: one cell per (title, load, figure) column, then the errors over `loads`."""
+    header = ["target", *(title for title, _, _ in columns), "errors"]
+    rows = []
+    for target in results.targets:
+        if target in results.unavailable:
+            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
+            continue
+        cells = [_cell(results, target, load, pick) for _, load, pick in columns]
+        rows.append([target, *cells, _errors_cell(results, target, loads)])
+    return _table(header, rows)
+
+
 def _translated_passthrough_table(
     results: Results, routes: frozenset[str], translated: tuple[str, str, str], passthrough: tuple[str, str, str]
 ) -> list[str]:
@@ -177,15 +190,7 @@ def _translated_passthrough_table(
         ("CPU ms/req (translated 32c)", translated[0], "cpu"),
         ("CPU ms/req (passthrough 32c)", passthrough[0], "cpu"),
     ]
-    header = ["target", *(title for title, _, _ in columns), "errors"]
-    rows = []
-    for target in results.targets:
-        if target in results.unavailable:
-            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
-            continue
-        cells = [_cell(results, target, load, pick) for _, load, pick in columns]
-        rows.append([target, *cells, _errors_cell(results, target, loads)])
-    return _table(header, rows)
+    return _columns_table(results, columns, loads)
 
 
 def claude_table(results: Results) -> list[str]:
@@ -219,15 +224,7 @@ def responses_table(results: Results) -> list[str]:
         ("CPU ms/stream (translated)", "responses-stream-32c", "cpu"),
         ("CPU ms/stream (passthrough)", "responses-gpt-stream-32c", "cpu"),
     ]
-    header = ["target", *(title for title, _, _ in columns), "errors"]
-    rows = []
-    for target in results.targets:
-        if target in results.unavailable:
-            rows.append([target, f"unavailable: {results.unavailable[target]}", *[""] * (len(header) - 2)])
-            continue
-        cells = [_cell(results, target, load, pick) for _, load, pick in columns]
-        rows.append([target, *cells, _errors_cell(results, target, loads)])
-    return _table(header, rows)
+    return _columns_table(results, columns, loads)
 
 
 PACED_INTRO = (
