@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -308,29 +308,20 @@ class Relay:
         retry it, else as the client's error."""
         config = channel.config
         began = time.perf_counter()
-        connection: UpstreamConnection | None = None
         try:
-            connection = await channel.connections.open(
-                upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
-            )
-            status, headers = connection.status, connection.headers
-            if status >= 400:
-                body = await connection.read_all()
-                connection.release()  # resets the connection for its next request
+            with _upstream_failures(channel, "no reply"):
+                connection = await channel.connections.open(
+                    upstream.url, upstream.headers, upstream.body, config.connect_timeout, config.first_byte_timeout
+                )
+            if connection.status >= 400:
+                status, headers = connection.status, connection.headers
+                with _upstream_failures(channel, "the error reply stopped arriving"):
+                    try:
+                        body = await connection.read_all()
+                    finally:
+                        connection.release()  # back to the pool if the reply ended cleanly, else closed
                 # Scrubbed before the message is cut short, so no part of a secret survives a cut.
                 raise status_failure(status, scrub_bytes(body, channel.secret_bytes), headers, channel)
-        except TimeoutError:
-            if connection is not None:
-                connection.close()
-            raise _timed_out("no reply") from None
-        except UpstreamConnectionError as exc:
-            if connection is not None:
-                connection.close()
-            raise _unreachable(channel, exc) from None
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            raise
         finally:
             http.upstream_seconds += time.perf_counter() - began
         return connection
@@ -341,13 +332,10 @@ class Relay:
         connection.idle_limit(channel.config.idle_timeout)  # the reply has begun
         began = time.perf_counter()
         try:
-            body = await connection.read_all()
-        except TimeoutError:
-            raise _timed_out("the reply stopped arriving") from None
-        except UpstreamConnectionError as exc:
-            raise _unreachable(channel, exc) from None
+            with _upstream_failures(channel, "the reply stopped arriving"):
+                body = await connection.read_all()
         finally:
-            connection.release()  # to the pool if the reply ended cleanly, else closed
+            connection.release()  # back to the pool if the reply ended cleanly, else closed
             http.upstream_seconds += time.perf_counter() - began
         return scrub_bytes(body, channel.secret_bytes), connection.headers.get("content-type", "application/json")
 
@@ -438,19 +426,14 @@ class Relay:
                     502, "The upstream did not answer with an event stream.", "upstream_error", "bad_upstream_response"
                 )
                 raise UpstreamFailure(Failure.FAILED, error, "the reply is not an event stream")
-            first = await connection.first_data()
+            with _upstream_failures(channel, "no first event"):
+                first = await connection.first_data()
             if not first:
                 raise UpstreamFailure(
                     Failure.FAILED,
                     upstream_unreachable("the stream ended before its first event"),
                     "the stream ended before its first event",
                 )
-        except TimeoutError:
-            connection.close()
-            raise _timed_out("no first event") from None
-        except UpstreamConnectionError as exc:
-            connection.close()
-            raise _unreachable(channel, exc) from None
         except BaseException:
             connection.close()
             raise
@@ -567,14 +550,17 @@ Attempt = Callable[[Route, UpstreamRequest], Awaitable[T]]
 _CHANNEL_FAULTS = frozenset({"upstream_timeout", "upstream_disconnected", "bad_upstream_stream"})
 
 
-def _timed_out(what: str) -> UpstreamFailure:
-    return UpstreamFailure(Failure.FAILED, upstream_timeout(), f"timed out ({what})")
-
-
-def _unreachable(channel: Channel, exc: UpstreamConnectionError) -> UpstreamFailure:
-    # The detail (host and port, OS error) is for the operator's log, not for clients.
-    detail = scrub_secrets(f"unreachable: {exc}", channel.secrets)
-    return UpstreamFailure(Failure.FAILED, upstream_unreachable(exc.summary), detail)
+@contextlib.contextmanager
+def _upstream_failures(channel: Channel, waiting_for: str) -> Iterator[None]:
+    """A timeout or a broken connection while `waiting_for` something from the upstream, raised as the
+    UpstreamFailure that another channel may retry (the detail, with host and OS error, is for the log)."""
+    try:
+        yield
+    except TimeoutError:
+        raise UpstreamFailure(Failure.FAILED, upstream_timeout(), f"timed out ({waiting_for})") from None
+    except UpstreamConnectionError as exc:
+        detail = scrub_secrets(f"unreachable: {exc}", channel.secrets)
+        raise UpstreamFailure(Failure.FAILED, upstream_unreachable(exc.summary), detail) from None
 
 
 def log_failed_attempt(
