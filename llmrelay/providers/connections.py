@@ -208,30 +208,31 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    async def _wait(self) -> None:
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+    async def _body_arrived(self, whole: bool) -> None:
+        """Wait until the body has ended, or (not `whole`) until some of it is pending; raises the failure that
+        ended the exchange (a timeout, a broken connection, what a sink raised)."""
+        while not self._complete and (whole or not self._pending):
+            if self._error is not None:
+                raise self._error
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _take_pending(self) -> bytes:
+        pending, self._pending = self._pending, []
+        return pending[0] if len(pending) == 1 else b"".join(pending)
 
     async def first_data(self) -> bytes:
         """The body's first bytes (b"" when it ended without any), waiting for them within the read limit."""
-        while not self._pending and not self._complete:
-            if self._error is not None:
-                raise self._error
-            await self._wait()
-        pending, self._pending = self._pending, []
-        return b"".join(pending)
+        await self._body_arrived(whole=False)
+        return self._take_pending()
 
     async def read_all(self) -> bytes:
         """The whole body, waiting for it within the read limit."""
-        while not self._complete:
-            if self._error is not None:
-                raise self._error
-            await self._wait()
-        pending, self._pending = self._pending, []
-        return pending[0] if len(pending) == 1 else b"".join(pending)
+        await self._body_arrived(whole=True)
+        return self._take_pending()
 
     async def relay(self, sink: Callable[[bytes], None]) -> None:
         """Pass the rest of the body to `sink` as it arrives, returning when it ends; raises TimeoutError when
@@ -242,10 +243,7 @@ class UpstreamConnection(asyncio.Protocol):
             for data in self._pending:
                 sink(data)
             self._pending = []
-            while not self._complete:
-                if self._error is not None:
-                    raise self._error
-                await self._wait()
+            await self._body_arrived(whole=True)
         finally:
             self._sink = None
 
