@@ -228,7 +228,8 @@ def serve(args: argparse.Namespace) -> int:
         "factory": True,
         "host": host,
         "port": port,
-        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
+        # uvloop, accepting waiting connections in batches (llmrelay/event_loop.py)
+        "loop": "llmrelay.event_loop:GatewayLoop" if sys.platform != "win32" else "asyncio",
         "http": BoundedHttpProtocol,  # httptools, with a cap on request heads (431)
         "lifespan": "on",
         "access_log": False,
