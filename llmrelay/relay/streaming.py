@@ -30,8 +30,12 @@ class SseSplitter:
         """
         buffer = self._buffer
         if not buffer and len(data) > 2:
-            # The common case: one whole event per read, taken without the buffer (Gemini ends lines with CRLF:
-            # normalised in one pass).
+            # The common case: one whole event per read, taken without the buffer. An OpenAI event is one line:
+            # its first line break ends it (a one-byte search, several times cheaper than one for "\n\n").
+            last = len(data) - 1
+            if data.find(b"\n") == last - 1 and data[last] == 10 and data.find(b"\r") < 0:
+                return [data]
+            # Several lines (Anthropic's `event:` and `data:`); Gemini ends lines with CRLF: normalised in one pass.
             event = data.replace(b"\r\n", b"\n") if data.endswith(b"\r\n\r\n") else data
             if event.find(b"\r") < 0 and event.find(b"\n\n") == len(event) - 2:
                 return [event]
@@ -83,7 +87,7 @@ class EventRelay:
     """Relays an upstream's event stream: whole events are split out of each read and passed through the tap,
     and what the tap gives the client goes on through a BodyRelay (a secret cannot straddle two writes)."""
 
-    __slots__ = ("_out", "_split", "_splitter", "_tap", "_tap_feed")
+    __slots__ = ("_out", "_push", "_split", "_splitter", "_tap", "_tap_feed")
 
     def __init__(
         self, tap: StreamTap, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]
@@ -94,6 +98,12 @@ class EventRelay:
         self._splitter = SseSplitter()
         self._split = self._splitter.feed
         self._out = BodyRelay(body, upstream, secrets).feed
+        self._push = body.push
+
+    def feed_first(self, data: bytes) -> None:
+        """Relay what the upstream sent before the relay began (from the request's task), at once."""
+        self.feed(data)
+        self._push()
 
     def feed(self, data: bytes) -> None:
         events = self._split(data)

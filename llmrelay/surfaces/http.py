@@ -192,8 +192,13 @@ class BodyWriter(Protocol):
         """Call `callback` once a client that was behind has caught up (None: stop calling)."""
         ...
 
-    async def flush(self) -> None:
-        """Wait until every chunk written so far has been handed to the server."""
+    def push(self) -> None:
+        """Hand what was written to the connection now rather than at the writer's own pace (a stream's first
+        event, written from the request's task)."""
+        ...
+
+    async def end(self, tail: bytes) -> None:
+        """End the body with `tail`, after every chunk written before it."""
         ...
 
 
@@ -233,9 +238,13 @@ class QueuedBody:
     def when_writable(self, callback: Callable[[], None] | None) -> None:
         self._on_writable = callback
 
-    async def flush(self) -> None:
+    def push(self) -> None:
+        """The sender task already sends each chunk as soon as it runs."""
+
+    async def end(self, tail: bytes) -> None:
         if self._sender is not None:
             await self._sender
+        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 def payload_too_large(limit: int) -> RelayError:
