@@ -8,7 +8,8 @@ chunked bodies) and looks at the body to choose the response.
 Endpoints:
   POST /v1/chat/completions   chat.completion JSON with usage; with "stream": true an SSE stream (chunked
                               transfer-encoding) of 20 content chunks, a finish chunk, a usage chunk when
-                              stream_options.include_usage is true, then `data: [DONE]`.
+                              stream_options.include_usage is true (every other chunk then has
+                              `"usage":null`, as OpenAI's do), then `data: [DONE]`.
   POST /v1/embeddings         an embeddings list with usage, one vector per input (float or base64).
   POST /v1/messages           Anthropic's Messages API: a Message JSON (one text block, stop_reason end_turn,
                               usage with cache fields 0), the request's model echoed; with "stream": true
@@ -154,7 +155,11 @@ def _chat_completion() -> bytes:
     return _fixed_length_response("200 OK", _json(body))
 
 
-def _chat_chunk(choices: list[dict[str, object]], usage: dict[str, int] | None = None) -> bytes:
+def _chat_chunk(
+    choices: list[dict[str, object]], usage: dict[str, int] | None = None, *, null_usage: bool = False
+) -> bytes:
+    """A chat stream's chunk; `null_usage`: `"usage":null` in it, as OpenAI puts in every chunk but the usage
+    chunk when the request asked for usage (stream_options.include_usage)."""
     chunk: dict[str, object] = {
         "id": COMPLETION_ID,
         "object": "chat.completion.chunk",
@@ -163,7 +168,7 @@ def _chat_chunk(choices: list[dict[str, object]], usage: dict[str, int] | None =
         "system_fingerprint": "fp_bench",
         "choices": choices,
     }
-    if usage is not None:
+    if usage is not None or null_usage:
         chunk["usage"] = usage
     return b"data: " + _json(chunk) + b"\n\n"
 
@@ -172,8 +177,10 @@ def _chat_stream(include_usage: bool) -> bytes:
     events = []
     for index in range(CHUNK_COUNT):
         delta = {"role": "assistant", "content": "word "} if index == 0 else {"content": "word "}
-        events.append(_chat_chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]))
-    events.append(_chat_chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]))
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        events.append(_chat_chunk([choice], null_usage=include_usage))
+    finish = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    events.append(_chat_chunk([finish], null_usage=include_usage))
     if include_usage:
         events.append(_chat_chunk([], _usage(PROMPT_TOKENS, CHUNK_COUNT)))
     events.append(b"data: [DONE]\n\n")
@@ -374,11 +381,13 @@ def _paced_chat_stream(include_usage: bool) -> Paced:
                     "logprobs": None,
                     "finish_reason": None,
                 }
-            ]
+            ],
+            null_usage=include_usage,
         )
         for index in range(events)
     ]
-    closing = [_chat_chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])]
+    finish = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    closing = [_chat_chunk([finish], null_usage=include_usage)]
     if include_usage:
         closing.append(_chat_chunk([], _usage(PROMPT_TOKENS, events)))
     closing.append(b"data: [DONE]\n\n")

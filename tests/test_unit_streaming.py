@@ -115,6 +115,26 @@ def test_client_asked_usage_chunk_is_passed_through() -> None:
     assert tap.finish(Usage(1, 1)) == DONE
 
 
+@pytest.mark.parametrize(
+    ("usage_field", "read"),
+    [
+        (b'"usage":null', None),
+        (b'"usage" : null', None),  # spaced, as some OpenAI-compatible servers write JSON
+        (b'"usage":\t{"prompt_tokens":3,"completion_tokens":2}', Usage(3, 2)),
+        (b'"usage": {"prompt_tokens":5,"completion_tokens":1}', Usage(5, 1)),
+    ],
+)
+def test_only_a_usage_object_is_read_and_every_chunk_is_relayed_unchanged(usage_field: bytes, read: Any) -> None:
+    tap = OpenAIStreamTap(client_wants_usage=True)
+    event = b'data: {"id":"c","object":"chat.completion.chunk","choices":[],' + usage_field + b"}\n\n"
+    tap.feed(b'data: {"id":"c","object":"chat.completion.chunk","choices":[],"content":"usage"}\n\n')
+    assert tap.feed(event) == event
+    if read is None:
+        assert tap.usage is None
+    else:
+        assert tap.usage == read
+
+
 def test_client_asked_but_upstream_sent_no_usage_gets_a_synthesised_chunk() -> None:
     tap = OpenAIStreamTap(client_wants_usage=True)
     for sse in text_stream():
