@@ -11,7 +11,8 @@ A relayed stream is many small body chunks. Through ASGI each is a message dict 
 callback (relay/streaming.py), with the same chunked framing uvicorn's `send` uses, gathering the chunks of a
 turn of the event loop into one write per connection, and reports a full write buffer so that the relay stops
 reading its upstream until the client catches up. The response's start and its last chunk still go through
-`send`, which keeps uvicorn's own state (keep-alive, completion) right.
+`send`, which keeps uvicorn's own state (keep-alive, completion) right. The same object tells the relay when the
+client's connection is lost, where through ASGI a task per request would wait on `receive` to learn it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from collections.abc import Callable
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-DIRECT_BODY = "llmrelay.direct_body"  # the scope extension: a DirectBody for this request
+DIRECT_BODY = "llmrelay.direct_body"  # the scope extension: a DirectBody for this request, which also tells of
+# the client leaving
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 128
@@ -102,6 +104,13 @@ class DirectBody:
         """Call `callback` when a full write buffer has drained (None: stop calling)."""
         self._protocol.on_writable = callback
 
+    def when_gone(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` when the client's connection is lost, at once if it is already (None: stop)."""
+        if callback is not None and self._cycle.disconnected:
+            callback()
+        else:
+            self._protocol.on_gone = callback
+
     async def end(self, tail: bytes) -> None:
         """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state)."""
         self.write_pending()
@@ -152,6 +161,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._refused = False
         self.on_writable: Callable[[], None] | None = None
+        self.on_gone: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_gone, self.on_gone = self.on_gone, None
+        if on_gone is not None:
+            on_gone()
 
     def resume_writing(self) -> None:
         super().resume_writing()

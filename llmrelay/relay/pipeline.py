@@ -593,15 +593,17 @@ class DisconnectWatch:
     """Waits for the client to go away while the upstream works, and then calls `on_gone`: closing the
     upstream response (a stream: which ends the relay loop reading from it) or cancelling the upstream call.
 
-    With a `delay`, watching starts only once the upstream has taken that long: a watcher is a task, and
-    most non-stream replies come back before a client could usefully be noticed leaving (the delay bounds
-    how late a departure is acted on)."""
+    The server's own notice of a lost connection when it offers one (server.py); else a task waiting on
+    `receive` for `http.disconnect`. With a `delay`, watching starts only once the upstream has taken that
+    long: most non-stream replies come back before a client could usefully be noticed leaving (the delay
+    bounds how late a departure is acted on)."""
 
-    __slots__ = ("_http", "_on_gone", "_stopped", "_timer", "_waiter", "gone")
+    __slots__ = ("_http", "_notified", "_on_gone", "_stopped", "_timer", "_waiter", "gone")
 
     def __init__(self, http: HttpRequest, on_gone: Callable[[], object], delay: float = 0.0) -> None:
         self.gone = False
         self._stopped = False
+        self._notified = False
         self._http = http
         self._on_gone = on_gone
         self._waiter: asyncio.Future[dict[str, object]] | None = None
@@ -613,13 +615,17 @@ class DisconnectWatch:
 
     def _watch(self) -> None:
         self._timer = None
-        self._waiter = asyncio.ensure_future(self._http.receive())
-        self._waiter.add_done_callback(self._on_receive)
+        self._notified = self._http.when_gone(self._gone)
+        if not self._notified:
+            self._waiter = asyncio.ensure_future(self._http.receive())
+            self._waiter.add_done_callback(self._on_receive)
 
     def _on_receive(self, waiter: asyncio.Future[dict[str, object]]) -> None:
-        if self._stopped or waiter.cancelled() or waiter.exception() is not None:
-            return
-        if waiter.result().get("type") == "http.disconnect":
+        if not waiter.cancelled() and waiter.exception() is None and waiter.result().get("type") == "http.disconnect":
+            self._gone()
+
+    def _gone(self) -> None:
+        if not self._stopped:
             self.gone = True
             self._on_gone()
 
@@ -628,6 +634,8 @@ class DisconnectWatch:
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._notified:
+            self._http.when_gone(None)
         if self._waiter is not None:
             self._waiter.cancel()
 

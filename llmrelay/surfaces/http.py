@@ -168,6 +168,15 @@ class HttpRequest:
         await self.start_response(status, all_headers, len(body))
         await self.send({"type": "http.response.body", "body": body})
 
+    def when_gone(self, callback: Callable[[], None] | None) -> bool:
+        """Have the server call `callback` once the client's connection is lost (None: no longer); False when
+        the server offers no such notice, and the caller must watch `receive` for `http.disconnect`."""
+        direct = self.scope.get("extensions", {}).get(DIRECT_BODY)
+        if direct is None:
+            return False
+        direct.when_gone(callback)
+        return True
+
     def stream_body(self) -> BodyWriter:
         """The writer of a started streamed response's body: the server's direct writer when it offers one."""
         direct = self.scope.get("extensions", {}).get(DIRECT_BODY)
