@@ -177,3 +177,17 @@ def test_running_out_of_descriptors_backs_off_and_accepts_once_there_are_some() 
     assert result["cpu"] < 0.25  # waiting out the retry delay, not spinning on accept
     assert result["after"] == 10  # every waiting client, once the retry came
     assert "cannot accept connections" in err and "retrying in 1 s" in err
+
+
+def test_the_gateway_serves_on_this_loop() -> None:
+    import uvicorn
+
+    from llmrelay.cli.serve import EVENT_LOOP
+
+    factory = uvicorn.Config("llmrelay.app:create_app", loop=EVENT_LOOP).get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, GatewayLoop)
+    finally:
+        loop.close()

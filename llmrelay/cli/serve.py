@@ -32,6 +32,7 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0
 STARTUP_FAILURE = 2  # the CLI's status for anything the operator must fix, startup failures included
 APP = "llmrelay.app:create_app"
 DEMO_APP = "llmrelay.cli.serve:create_demo_app"
+EVENT_LOOP = "llmrelay.event_loop:GatewayLoop"  # uvloop, accepting waiting connections in batches
 DEMO_KEY = "demo"
 DEMO_QUOTA_USD = "1"  # enough for thousands of canned replies at real prices, small enough to show quotas
 DEMO_MODEL = "gpt-4o-mini"  # what the printed curl line asks for
@@ -228,8 +229,7 @@ def serve(args: argparse.Namespace) -> int:
         "factory": True,
         "host": host,
         "port": port,
-        # uvloop, accepting waiting connections in batches (llmrelay/event_loop.py)
-        "loop": "llmrelay.event_loop:GatewayLoop" if sys.platform != "win32" else "asyncio",
+        "loop": EVENT_LOOP if sys.platform != "win32" else "asyncio",
         "http": BoundedHttpProtocol,  # httptools, with a cap on request heads (431)
         "lifespan": "on",
         "access_log": False,
