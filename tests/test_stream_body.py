@@ -15,10 +15,29 @@ import pytest
 import uvicorn
 
 from llmrelay.server import PENDING_LIMIT, BoundedHttpProtocol, DirectBody
-from llmrelay.surfaces.http import HttpRequest, QueuedBody
+from llmrelay.surfaces.http import BodyWriter, HttpRequest, QueuedBody
 
 PIECE = 1024
 MAX_BYTES = 256 * 1024 * 1024  # a writer that never reports a full buffer fails instead of running forever
+
+
+def numbered(number: int) -> bytes:
+    """A 1 KiB piece that starts with its number."""
+    return b"%08d" % number + b"." * (PIECE - 8)
+
+
+def numbers_in(body: bytes) -> list[int]:
+    return [int(body[i : i + 8]) for i in range(0, len(body), PIECE)]
+
+
+async def open_stream(scope: dict[str, Any], receive: Any, send: Any) -> tuple[BodyWriter, asyncio.Event]:
+    """Start an event-stream response; its body writer and an event set when the writer says go on."""
+    http = HttpRequest(scope, receive, send)
+    await http.start_response(200, [(b"content-type", b"text/event-stream")])
+    body = http.stream_body()
+    writable = asyncio.Event()
+    body.when_writable(writable.set)
+    return body, writable
 
 
 class BurstApp:
@@ -32,13 +51,9 @@ class BurstApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        http = HttpRequest(scope, receive, send)
-        await http.start_response(200, [(b"content-type", b"text/event-stream")])
-        body = http.stream_body()
-        writable = asyncio.Event()
-        body.when_writable(writable.set)
+        body, writable = await open_stream(scope, receive, send)
         for number in range(1, 2 * PENDING_LIMIT // PIECE):
-            self.answers.append(body.write(b"%08d" % number + b"." * (PIECE - 8)))
+            self.answers.append(body.write(numbered(number)))
             if not self.answers[-1]:
                 break
         await asyncio.wait_for(writable.wait(), 10)
@@ -60,16 +75,12 @@ class StreamingApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        http = HttpRequest(scope, receive, send)
-        await http.start_response(200, [(b"content-type", b"text/event-stream")])
-        body = http.stream_body()
+        body, writable = await open_stream(scope, receive, send)
         self.writer_kind = type(body).__name__
-        writable = asyncio.Event()
-        body.when_writable(writable.set)
 
         def piece() -> bytes:
             self.pieces += 1
-            return b"%08d" % self.pieces + b"." * (PIECE - 8)
+            return numbered(self.pieces)
 
         while self.pieces * PIECE < MAX_BYTES:
             if not body.write(piece()):
@@ -99,6 +110,16 @@ def serve(app: Any, http: Any) -> tuple[uvicorn.Server, int, threading.Thread]:
     return server, port, thread
 
 
+def read_response(client: socket.socket) -> bytes:
+    """What the server sends until the end of a chunked body."""
+    raw = bytearray()
+    while not raw.endswith(b"0\r\n\r\n"):
+        data = client.recv(1 << 20)
+        assert data, "the connection closed before the body ended"
+        raw += data
+    return bytes(raw)
+
+
 def dechunk(raw: bytes) -> bytes:
     """The body of a chunked HTTP/1.1 response."""
     head, _, rest = raw.partition(b"\r\n\r\n")
@@ -126,20 +147,15 @@ def test_a_client_that_stops_reading_is_reported_behind_and_its_catching_up_sign
                 time.sleep(0.02)
             assert app.behind, "the writer never reported the client behind"
             assert not app.caught_up
-            raw = bytearray()
-            while not raw.endswith(b"0\r\n\r\n"):
-                data = client.recv(1 << 20)
-                assert data, "the connection closed before the body ended"
-                raw += data
+            raw = read_response(client)
     finally:
         server.should_exit = True
         thread.join(10)
     assert app.writer_kind == writer.__name__
     assert app.caught_up
-    body = dechunk(bytes(raw))
+    body = dechunk(raw)
     assert len(body) == app.pieces * PIECE
-    numbers = [int(body[i : i + 8]) for i in range(0, len(body), PIECE)]
-    assert numbers == list(range(1, app.pieces + 1))  # every piece, in order
+    assert numbers_in(body) == list(range(1, app.pieces + 1))  # every piece, in order
 
 
 def test_a_burst_past_a_turns_bound_pauses_the_writer_until_it_is_written() -> None:
@@ -149,11 +165,7 @@ def test_a_burst_past_a_turns_bound_pauses_the_writer_until_it_is_written() -> N
         with socket.create_connection(("127.0.0.1", port)) as client:
             client.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n")
             client.settimeout(15)
-            raw = bytearray()
-            while not raw.endswith(b"0\r\n\r\n"):
-                data = client.recv(1 << 20)
-                assert data, "the connection closed before the body ended"
-                raw += data
+            raw = read_response(client)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -162,5 +174,4 @@ def test_a_burst_past_a_turns_bound_pauses_the_writer_until_it_is_written() -> N
     assert pieces == -(-PENDING_LIMIT // framed)  # told to stop once the bound is reached, not before
     assert app.answers == [True] * (pieces - 1) + [False]
     assert app.resumed
-    body = dechunk(bytes(raw))
-    assert [int(body[i : i + 8]) for i in range(0, len(body), PIECE)] == list(range(1, pieces + 1))
+    assert numbers_in(dechunk(raw)) == list(range(1, pieces + 1))
