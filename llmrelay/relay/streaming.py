@@ -35,10 +35,18 @@ class SseSplitter:
             last = len(data) - 1
             if data.find(b"\n") == last - 1 and data[last] == 10 and data.find(b"\r") < 0:
                 return [data]
-            # Several lines (Anthropic's `event:` and `data:`); Gemini ends lines with CRLF: normalised in one pass.
-            event = data.replace(b"\r\n", b"\n") if data.endswith(b"\r\n\r\n") else data
-            if event.find(b"\r") < 0 and event.find(b"\n\n") == len(event) - 2:
-                return [event]
+            # Events of several lines (Anthropic's `event:` and `data:`), or several events in one read (a burst,
+            # or a loaded loop reading late): one split. Gemini ends lines with CRLF: a read ending in a whole
+            # event is normalised in one pass; any other CR may pair with an LF of the next read.
+            whole = data.replace(b"\r\n", b"\n") if data.endswith(b"\r\n\r\n") else data
+            if whole.find(b"\r") < 0:
+                if whole.find(b"\n\n") == len(whole) - 2:
+                    return [whole]
+                *events, rest = whole.split(b"\n\n")
+                if rest:
+                    buffer += rest  # no blank line in it: searched already
+                    self._scanned = len(buffer)
+                return [event + b"\n\n" for event in events if event]
         old_end = self._scanned
         buffer += data
         normalise_from = max(old_end - 1, 0)  # a CR and its LF may straddle two reads
