@@ -64,7 +64,7 @@ class DirectBody:
         self._cycle = cycle
         self._pending: bytes | None = None
         self._held = False  # the writer was told to stop because of what is pending, not a full write buffer
-        self._turn = _turn_writes(protocol.loop)
+        self._turn = protocol.turn_writes
 
     def write(self, data: bytes) -> bool:
         """Write one chunk of a response started without a content-length (so uvicorn frames it chunked);
@@ -85,11 +85,8 @@ class DirectBody:
         return not cycle.flow.write_paused
 
     def push(self) -> None:
-        """Write what is pending now. Called from a task (a stream's first event): the turn's writes would only go
-        out after the next turn's reads, which under load is tens of milliseconds."""
-        self.write_pending()
-
-    def write_pending(self) -> None:
+        """Write what is pending now: at the start of the next turn (TurnWrites), or from a task for a stream's
+        first event, which would otherwise wait for the next turn's reads (under load, tens of milliseconds)."""
         pending, self._pending = self._pending, None
         cycle = self._cycle
         if pending is None or cycle.disconnected:
@@ -113,7 +110,7 @@ class DirectBody:
 
     async def end(self, tail: bytes) -> None:
         """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state)."""
-        self.write_pending()
+        self.push()
         await self._cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
@@ -138,7 +135,7 @@ class TurnWrites:
     def _write_all(self) -> None:
         bodies, self._bodies = self._bodies, []
         for body in bodies:
-            body.write_pending()
+            body.push()
 
 
 _TURN_WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = weakref.WeakKeyDictionary()
@@ -162,6 +159,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self.on_writable: Callable[[], None] | None = None
         self.on_gone: Callable[[], None] | None = None
+        self.turn_writes = _turn_writes(self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -95,13 +95,12 @@ class EventRelay:
     """Relays an upstream's event stream: whole events are split out of each read and passed through the tap,
     and what the tap gives the client goes on through a BodyRelay (a secret cannot straddle two writes)."""
 
-    __slots__ = ("_out", "_push", "_split", "_splitter", "_tap", "_tap_feed")
+    __slots__ = ("_out", "_push", "_split", "_splitter", "_tap_feed")
 
     def __init__(
         self, tap: StreamTap, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]
     ) -> None:
         # Bound methods kept: this runs once per event, thousands of times a second.
-        self._tap = tap
         self._tap_feed = tap.feed
         self._splitter = SseSplitter()
         self._split = self._splitter.feed

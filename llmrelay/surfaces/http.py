@@ -168,10 +168,14 @@ class HttpRequest:
         await self.start_response(status, all_headers, len(body))
         await self.send({"type": "http.response.body", "body": body})
 
+    def _direct_body(self) -> Any:
+        """The server's DirectBody for this request (server.py), or None under another ASGI server."""
+        return self.scope.get("extensions", {}).get(DIRECT_BODY)
+
     def when_gone(self, callback: Callable[[], None] | None) -> bool:
         """Have the server call `callback` once the client's connection is lost (None: no longer); False when
         the server offers no such notice, and the caller must watch `receive` for `http.disconnect`."""
-        direct = self.scope.get("extensions", {}).get(DIRECT_BODY)
+        direct = self._direct_body()
         if direct is None:
             return False
         direct.when_gone(callback)
@@ -179,7 +183,7 @@ class HttpRequest:
 
     def stream_body(self) -> BodyWriter:
         """The writer of a started streamed response's body: the server's direct writer when it offers one."""
-        direct = self.scope.get("extensions", {}).get(DIRECT_BODY)
+        direct = self._direct_body()
         return direct if direct is not None else QueuedBody(self.send)
 
     async def respond_json(self, status: int, payload: object) -> None:
