@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from llmrelay.formats.openai import OpenAIStreamTap
 from llmrelay.metering.pricing import Usage
-from llmrelay.relay.streaming import SseSplitter
+from llmrelay.relay.streaming import EventRelay, SseSplitter
 
 # ---------------------------------------------------------------------------------- realistic OpenAI chunks
 
@@ -393,3 +393,103 @@ def test_tap_output_does_not_depend_on_network_chunking(wants: bool, upstream_us
         assert all(b'"usage"' not in e for e in client_events)
     assert reference[1] == (Usage(19, 12, 0) if upstream_usage else None)
     assert "".join(reference[2]) == "Hello world"
+
+
+# ------------------------------------------------------------------------------ the event relay (per-read path)
+
+
+class RecordingBody:
+    """A BodyWriter that keeps what it is given; `room` writes are accepted before it reports a full client."""
+
+    def __init__(self, room: int = 10**9) -> None:
+        self.written: list[bytes] = []
+        self.pushes = 0
+        self.room = room
+
+    def write(self, data: bytes) -> bool:
+        self.written.append(data)
+        return len(self.written) < self.room
+
+    def push(self) -> None:
+        self.pushes += 1
+
+
+class PausableUpstream:
+    def __init__(self) -> None:
+        self.paused = 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+
+SECRET = b"sk-upstream-secret-0123456789"
+
+
+class EchoTap:
+    """Gives each event back as it came: what the relay writes is then exactly the events it split."""
+
+    def feed(self, sse: bytes) -> bytes:
+        return sse
+
+
+def relay_reads(reads: list[bytes], finish: bool = True) -> tuple[bytes, RecordingBody]:
+    body = RecordingBody()
+    relay = EventRelay(EchoTap(), body, PausableUpstream(), (SECRET,))  # type: ignore[arg-type]
+    for data in reads:
+        relay.feed(data)
+    if finish:
+        relay.finish()
+    return b"".join(body.written), body
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b'data: {"a":1}\n\n', b'data: {"b":2}\n\n'],  # one whole one-line event per read
+        [b'data: {"a":1}\r\n\r\n', b'data: {"b":2}\r\n\n'],  # CRLF framing: normalised, never relayed as is
+        [b'data: {"a":1}\n', b'\ndata: {"b":2}\n\n'],  # a blank line split over two reads
+        [b'data: {"a":1}\n\ndata: {"b', b'":2}\n\n'],  # an event begun in one read, ended in the next
+        [b'event: x\ndata: {"a":1}\n\ndata: {"b":2}\n\n'],  # several events, several lines, one read
+    ],
+)
+def test_every_read_shape_relays_the_same_events_as_the_splitter(reads: list[bytes]) -> None:
+    written, _ = relay_reads(reads)
+    expected = b"".join(SseSplitter().feed(b"".join(reads)))
+    assert written == expected
+    assert b"\r" not in written
+
+
+def test_a_lone_cr_in_a_one_line_event_is_left_as_the_splitter_leaves_it() -> None:
+    read = b'data: {"a":"x\ry"}\n\n'
+    written, _ = relay_reads([read])
+    assert written == read == b"".join(SseSplitter().feed(read))
+
+
+def test_a_secret_is_scrubbed_on_the_one_line_path_and_on_the_split_path() -> None:
+    one_line = b'data: {"error":"bad key ' + SECRET + b'"}\n\n'
+    for reads in ([one_line], [one_line[:20], one_line[20:]], [b"event: e\n" + one_line]):
+        written, _ = relay_reads(reads)
+        assert SECRET not in written
+        assert b"[redacted]" in written
+
+
+def test_a_final_event_without_its_blank_line_is_relayed_once_at_the_end() -> None:
+    written, _ = relay_reads([b'data: {"a":1}\n\n', b'data: {"b":2}\n'], finish=False)
+    assert written == b'data: {"a":1}\n\n'
+    written, _ = relay_reads([b'data: {"a":1}\n\n', b'data: {"b', b'":2}\n'])
+    assert written == b'data: {"a":1}\n\ndata: {"b":2}\n\n'
+
+
+def test_an_event_cut_off_mid_line_is_not_relayed_at_the_end() -> None:
+    written, _ = relay_reads([b'data: {"a":1}\n\n', b'data: {"b'])
+    assert written == b'data: {"a":1}\n\n'
+
+
+def test_a_full_client_pauses_the_upstream_and_feed_first_pushes() -> None:
+    body = RecordingBody(room=2)
+    upstream = PausableUpstream()
+    relay = EventRelay(EchoTap(), body, upstream, (SECRET,))  # type: ignore[arg-type]
+    relay.feed_first(b'data: {"a":1}\n\n')
+    assert (body.pushes, upstream.paused) == (1, 0)
+    relay.feed(b'data: {"b":2}\n\n')
+    assert upstream.paused == 1

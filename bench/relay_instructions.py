@@ -1,0 +1,151 @@
+"""Instructions the relay spends per streamed event, counted by callgrind: a figure that does not drift with the
+machine's load, where the bench's timings on a shared 2-core box do by up to 1.5x between runs.
+
+    .venv/bin/python bench/relay_instructions.py            # every path, printed
+    .venv/bin/python bench/relay_instructions.py --paths openai
+
+It runs the gateway's own byte path for token-paced streams (the fake upstream's, fake_upstream.py) in one
+process, without sockets: the upstream connection's data callback, the HTTP parser, the SSE split, the stream tap,
+the secret scrub and the direct body writer, each read of the upstream as one call, as the event loop makes it.
+The writer's connection takes every write. Paths:
+
+- `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads);
+- `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads).
+
+Each path runs under `valgrind --tool=callgrind` twice, for STREAMS_FEW and STREAMS_MANY streams; the difference
+divided by the events relayed in between is the cost of one event, with the interpreter's start and imports
+taken out (user-space instructions only: the kernel's read and write are not in it). callgrind counts the same
+for the same code and inputs whatever else the machine is doing, so two checkouts can be compared in one run:
+`git worktree add /tmp/base REV` and run this file with `PYTHONPATH=/tmp/base`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+STREAMS_FEW, STREAMS_MANY = 20, 220
+PATHS = ("openai", "claude")
+SECRET = (b"sk-bench-upstream-key-0123456789",)  # a channel's key, scrubbed from every event as in the gateway
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+class _Connection:
+    """The client's side of a DirectBody, as server.py's protocol gives it: never full, never gone."""
+
+    disconnected = False
+    flow = SimpleNamespace(write_paused=False)
+    transport = SimpleNamespace(write=lambda data: None)
+
+
+class _Turn:
+    """The turn's writer: the bodies written in a turn are pushed after each read, as the next turn would."""
+
+    def __init__(self) -> None:
+        self.bodies: list = []
+
+    def add(self, body: object) -> None:
+        self.bodies.append(body)
+
+
+def _tap(path: str) -> object:
+    if path == "openai":
+        from llmrelay.formats.openai import OpenAIStreamTap
+
+        return OpenAIStreamTap(client_wants_usage=True)
+    from llmrelay.formats.anthropic import AnthropicToChatStream
+    from llmrelay.formats.openai import ChatToOpenAIStream
+    from llmrelay.relay.streaming import TranslatingTap
+
+    return TranslatingTap(AnthropicToChatStream(False), ChatToOpenAIStream(True))
+
+
+def _reads(path: str) -> list[bytes]:
+    """The upstream's reads of one paced stream: one per step of the fake's stream (its first holds the head)."""
+    import fake_upstream
+
+    reply = fake_upstream.paced_reply("chat" if path == "openai" else "messages", "claude-sonnet-4-5-paced", True)
+    return [b"".join(step) for step in reply.steps]
+
+
+async def _relay_streams(path: str, streams: int) -> int:
+    """Relay `streams` paced streams through the gateway's byte path; the events relayed."""
+    from llmrelay.providers.connections import UpstreamConnection
+    from llmrelay.relay.streaming import EventRelay
+    from llmrelay.server import DirectBody
+
+    loop = asyncio.get_running_loop()
+    reads = _reads(path)
+    turn = _Turn()
+    protocol = SimpleNamespace(turn_writes=turn, on_writable=None)
+    events = 0
+    for _ in range(streams):
+        upstream = UpstreamConnection(SimpleNamespace())
+        upstream.transport = SimpleNamespace(write=lambda data: None)
+        upstream._head = loop.create_future()
+        body = DirectBody(protocol, _Connection())  # type: ignore[arg-type]
+        tap = _tap(path)
+        relay = EventRelay(tap, body, upstream, SECRET)  # type: ignore[arg-type]
+        upstream._sink = relay.feed
+        for data in reads:
+            upstream.data_received(data)
+            for written in turn.bodies:
+                written.push()
+            turn.bodies.clear()
+        relay.finish()
+        if not (tap.done and tap.usage):  # type: ignore[attr-defined]
+            raise RuntimeError(f"the {path} stream was not relayed to its end with its usage")
+        events += sum(data.count(b"data:") for data in reads)
+    return events
+
+
+def _count(path: str, streams: int) -> tuple[int, int]:
+    """(instructions, events) of a run of `streams` streams under callgrind."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
+    done = subprocess.run(
+        [*command, "--relay", path, "--streams", str(streams)], capture_output=True, text=True, check=True, timeout=900
+    )
+    collected = _COLLECTED.search(done.stderr)
+    if collected is None:
+        raise RuntimeError(f"callgrind printed no count:\n{done.stderr[-2000:]}")
+    return int(collected.group(1)), int(done.stdout.strip())
+
+
+def per_event(path: str) -> float:
+    few, few_events = _count(path, STREAMS_FEW)
+    many, many_events = _count(path, STREAMS_MANY)
+    return (many - few) / (many_events - few_events)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}")
+    parser.add_argument("--relay", choices=PATHS, help=argparse.SUPPRESS)  # the measured run, under callgrind
+    parser.add_argument("--streams", type=int, default=STREAMS_FEW, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    if args.relay:
+        import uvloop
+
+        print(uvloop.run(_relay_streams(args.relay, args.streams)))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    paths = [path for path in args.paths.split(",") if path]
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown paths: {', '.join(sorted(unknown))}")
+    for path in paths:
+        print(f"{path}: {per_event(path):,.0f} instructions per event", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
