@@ -240,6 +240,21 @@ def test_completion_texts_collect_content_and_tool_call_fragments() -> None:
         assert "".join(texts) == 'Checking now.get_weather{"city":"Paris"}'
 
 
+def test_generated_texts_take_every_text_field_of_messages_deltas_and_legacy_choices() -> None:
+    from llmrelay.formats.openai import generated_texts
+
+    replies = [
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "Think.", "content": "Say.", "refusal": "No."}}]},
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Whole.", "refusal": None}}]},
+        {"choices": [{"index": 0, "text": "Legacy."}, "not a choice"]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}, 7]}}]},
+        {"choices": None},
+        {},
+    ]
+    assert generated_texts(replies) == ["Say.", "No.", "Think.", "Whole.", "Legacy.", "f", "{}"]
+    assert generated_texts(iter(replies)) == generated_texts(replies)
+
+
 def test_completion_texts_from_several_choices() -> None:
     tap = OpenAIStreamTap(client_wants_usage=False)
     both = chunk({"content": "A"})

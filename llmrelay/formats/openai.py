@@ -51,14 +51,24 @@ def usage_to_openai(usage: Usage) -> dict[str, Any]:
     }
 
 
+_GENERATED_TEXT_FIELDS = ("content", "refusal", "reasoning_content")
+
+
 def choice_texts(choice: dict[str, Any]) -> list[str]:
     """Generated text of one choice: chat `message` or stream `delta` (content, refusal, reasoning, tool
-    calls), or a legacy completion's `text`."""
-    texts = [choice["text"]] if isinstance(choice.get("text"), str) else []
+    calls), or a legacy completion's `text`.
+
+    Plain loops rather than comprehensions: a comprehension is a call of its own in CPython 3.11, and this runs
+    for every chunk of a translated stream (callgrind: ~17% of such a stream's relay instructions per event)."""
+    text = choice.get("text")
+    texts = [text] if isinstance(text, str) else []
     message = choice.get("message") or choice.get("delta")
     if not isinstance(message, dict):
         return texts
-    texts += [message[k] for k in ("content", "refusal", "reasoning_content") if isinstance(message.get(k), str)]
+    for field in _GENERATED_TEXT_FIELDS:
+        value = message.get(field)
+        if isinstance(value, str):
+            texts.append(value)
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -68,13 +78,12 @@ def choice_texts(choice: dict[str, Any]) -> list[str]:
 
 def generated_texts(replies: Iterator[Chunk] | list[Chunk]) -> list[str]:
     """Generated text of completions or stream chunks (for counting what an upstream reported no usage for)."""
-    return [
-        text
-        for chunk in replies
-        for choice in chunk.get("choices") or ()
-        if isinstance(choice, dict)
-        for text in choice_texts(choice)
-    ]
+    texts: list[str] = []
+    for chunk in replies:
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict):
+                texts += choice_texts(choice)
+    return texts
 
 
 def http_image_urls(body: dict[str, Any]) -> list[str]:
