@@ -10,7 +10,7 @@ format a codec writes, so each codec keeps only its own output mapping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
@@ -20,6 +20,11 @@ from llmrelay.formats.checks import as_dict, as_list, as_str, fail, kind_of, sho
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
 from llmrelay.relay.request import ChatRequest
+
+try:
+    from llmrelay.relay._eventscan import OneLinePassthrough
+except ImportError:  # built without a C compiler: every event takes the Python path (setup.py)
+    OneLinePassthrough = None
 
 _NULL_USAGE = b',"usage":null'
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -173,6 +178,14 @@ class OpenAIStreamTap:
         if event:
             self._events.append(event)
         return event or None
+
+    def compiled_feed(self, secrets: tuple[bytes, ...]) -> Callable[[bytes], bytes | None] | None:
+        """`feed` for the usual read, compiled: a read that is one whole one-line event with no usage object and
+        none of `secrets` (which the relay scrubs) gives the event to relay, kept as `feed` keeps it; any other
+        read gives None and is left to `feed`. None when the extension was not built (relay/_eventscan.c)."""
+        if OneLinePassthrough is None:
+            return None
+        return OneLinePassthrough(self._events, self._strip_null_usage, secrets)
 
     def _take_usage(self, event: bytes) -> bytes:
         payload = sse_data(event)

@@ -104,7 +104,7 @@ class EventRelay:
     takes a path without further calls (with 2,000 token-paced streams the relay's Python per event was as much
     as the kernel's read of it; each call cost ~0.2 µs on the bench box)."""
 
-    __slots__ = ("_partial", "_pause", "_push", "_secrets", "_split", "_splitter", "_tap_feed", "_write")
+    __slots__ = ("_compiled", "_partial", "_pause", "_push", "_secrets", "_split", "_splitter", "_tap_feed", "_write")
 
     def __init__(
         self, tap: StreamTap, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]
@@ -118,6 +118,10 @@ class EventRelay:
         self._push = body.push
         self._pause = upstream.pause_reading
         self._secrets = secrets
+        # The tap's compiled path for the usual read, where it has one (the OpenAI passthrough): the checks, the
+        # tap's work and the secret scan in one call, ~10,000 fewer instructions per event (relay/_eventscan.c).
+        compiled = getattr(tap, "compiled_feed", None)
+        self._compiled = compiled(secrets) if compiled is not None else None
 
     def feed_first(self, data: bytes) -> None:
         """Relay what the upstream sent before the relay began (from the request's task), at once."""
@@ -125,6 +129,12 @@ class EventRelay:
         self._push()
 
     def feed(self, data: bytes) -> None:
+        if self._compiled is not None and not self._partial:
+            out = self._compiled(data)
+            if out is not None:
+                if not self._write(out):
+                    self._pause()
+                return
         last = len(data) - 1
         # One whole event of one line (OpenAI's), with no CRLF to normalise: its first line break is its
         # second-last byte (a one-byte search, several times cheaper than one for the blank line). A CR elsewhere
