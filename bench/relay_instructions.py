@@ -9,7 +9,8 @@ process, without sockets: the upstream connection's data callback, the HTTP pars
 the secret scrub and the direct body writer, each read of the upstream as one call, as the event loop makes it.
 The writer's connection takes every write. Paths:
 
-- `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads);
+- `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads), through the compiled
+  call for the usual event where it is built (llmrelay/relay/_eventscan.c), else on the Python path;
 - `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads).
 
 Each path runs under `valgrind --tool=callgrind` twice, for STREAMS_FEW and STREAMS_MANY streams; the difference
