@@ -154,15 +154,8 @@ class EventRelay:
             else:
                 feed = self._tap_feed
                 out = b"".join([piece for event in events if (piece := feed(event))])
-        if out:
-            for secret in self._secrets:
-                # partition, not find: a single-argument method, which CPython calls without building and
-                # parsing an argument tuple (~500 fewer instructions per event under callgrind)
-                if out.partition(secret)[1]:
-                    out = scrub_bytes(out, self._secrets)
-                    break
-            if not self._write(out):
-                self._pause()
+        if out and not self._write(scrub_bytes(out, self._secrets)):
+            self._pause()
 
     def finish(self) -> None:
         """The upstream's body has ended: relay a final event that it ended without the blank line."""
