@@ -166,6 +166,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         on_gone, self.on_gone = self.on_gone, None
         if on_gone is not None:
             on_gone()
+        self._release_body()
+
+    def _release_body(self) -> None:
+        """Take the last request's DirectBody out of its scope, once the connection has moved on (a new request, or
+        closed). The body holds its request's cycle and the cycle's scope holds the body: left as it is, that loop
+        keeps every request's scope, headers and cycle alive until the cyclic collector finds them, a dozen objects
+        a request. With 2,000 token-paced streams they were a third of what each young collection looked at."""
+        cycle = self.cycle
+        if cycle is not None:
+            extensions = cycle.scope.get("extensions")
+            if extensions is not None:
+                extensions.pop(DIRECT_BODY, None)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -185,6 +197,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._refused = True
         if self._refused:
             return  # the application never sees a refused request
+        if self.cycle is not None and self.cycle.response_complete:  # a pipelined request's is still in use
+            self._release_body()
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # not for a request uvicorn answered itself
