@@ -5,12 +5,13 @@ machine's load, where the bench's timings on a shared 2-core box do by up to 1.5
     .venv/bin/python bench/relay_instructions.py --paths openai
 
 It runs the gateway's own byte path for token-paced streams (the fake upstream's, fake_upstream.py) in one
-process, without sockets: the upstream connection's data callback, the HTTP parser, the SSE split, the stream tap,
-the secret scrub and the direct body writer, each read of the upstream as one call, as the event loop makes it.
-The writer's connection takes every write. Paths:
+process, without sockets: the upstream connection's data callback (its compiled chunk reader while it relays, where
+that is built), the HTTP parser, the SSE split, the stream tap, the secret scrub and the direct body writer, each
+read of the upstream as one call, as the event loop makes it. The writer's connection takes every write. Paths:
 
-- `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads), through the compiled
-  call for the usual event where it is built (llmrelay/relay/_eventscan.c), else on the Python path;
+- `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads): the usual event through
+  the chunk reader and the compiled event scan where they are built (llmrelay/providers/_chunkreader.c,
+  llmrelay/relay/_eventscan.c), else on the Python path;
 - `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads).
 
 Each path runs under `valgrind --tool=callgrind` twice, for STREAMS_FEW and STREAMS_MANY streams; the difference
@@ -43,6 +44,23 @@ class _Connection:
     disconnected = False
     flow = SimpleNamespace(write_paused=False)
     transport = SimpleNamespace(write=lambda data: None)
+
+
+class _Upstream:
+    """The upstream connection's transport, in memory: each read goes to whoever is the protocol's data callback
+    now (its chunk reader while it relays, providers/_chunkreader.c), as the event loop's transport does."""
+
+    def __init__(self) -> None:
+        self.protocol: object = None
+
+    def set_protocol(self, protocol: object) -> None:
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
 
 
 class _Turn:
@@ -81,24 +99,29 @@ async def _relay_streams(path: str, streams: int) -> int:
     from llmrelay.relay.streaming import EventRelay
     from llmrelay.server import DirectBody
 
-    loop = asyncio.get_running_loop()
     reads = _reads(path)
     turn = _Turn()
     protocol = SimpleNamespace(turn_writes=turn, on_writable=None)
     events = 0
     for _ in range(streams):
-        upstream = UpstreamConnection(SimpleNamespace())
-        upstream.transport = SimpleNamespace(write=lambda data: None)
-        upstream._head = loop.create_future()
+        upstream = UpstreamConnection(SimpleNamespace())  # type: ignore[arg-type]
+        transport = _Upstream()
+        upstream.connection_made(transport)  # type: ignore[arg-type]
+        transport.protocol = upstream
+        upstream._send(b"POST / HTTP/1.1\r\n\r\n", 60.0)
         body = DirectBody(protocol, _Connection())  # type: ignore[arg-type]
         tap = _tap(path)
         relay = EventRelay(tap, body, upstream, SECRET)  # type: ignore[arg-type]
-        upstream._sink = relay.feed
-        for data in reads:
-            upstream.data_received(data)
+        upstream.data_received(reads[0])  # the head and the first event: the gateway's first_data
+        relay.feed_first(await upstream.first_data())
+        relaying = asyncio.ensure_future(upstream.relay(relay.feed, relay.whole_chunks))
+        await asyncio.sleep(0)  # the relay begins (and puts the chunk reader in place)
+        for data in reads[1:]:
+            transport.protocol.data_received(data)  # type: ignore[attr-defined]
             for written in turn.bodies:
                 written.push()
             turn.bodies.clear()
+        await relaying
         relay.finish()
         if not (tap.done and tap.usage):  # type: ignore[attr-defined]
             raise RuntimeError(f"the {path} stream was not relayed to its end with its usage")

@@ -49,7 +49,7 @@ from report import ROUTING_TARGET, Measured, Results, render
 from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrelay, start_upstream
 
 ROUTED = ROUTING_TARGET  # llmrelay-1w with 3 channels per model and a rate-limited key, to compare with it
-TARGET_NAMES = ("direct", "llmrelay-1w", ROUTED, "llmrelay-2w", "litellm", "portkey")
+TARGET_NAMES = ("direct", "pipe", "llmrelay-1w", ROUTED, "llmrelay-2w", "litellm", "portkey")
 QUICK_TARGETS = ("direct", "llmrelay-1w", ROUTED)
 # With --quick (and no --targets), a target listed here is measured on these loads only: the routed target on one,
 # enough to see it serve with its limits and to catch a gross slowdown of routing or limits for ~3 s more.

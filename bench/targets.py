@@ -138,6 +138,12 @@ def gemini_headers(key: str) -> dict[str, str]:
     return {"x-goog-api-key": key}
 
 
+def _upstream_endpoint(port: int) -> Endpoint:
+    """The fake's own routes and key, at `port` (the fake's, or a hop that forwards to it as it is)."""
+    routes = {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY), GENERATE_ROUTE: gemini_headers(UPSTREAM_KEY)}
+    return Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, routes)
+
+
 def start_upstream(
     group: ProcessGroup, cpu: int | None, paced_events: int | None = None, paced_gap_ms: float | None = None
 ) -> Target:
@@ -157,10 +163,20 @@ def start_upstream(
     if paced_gap_ms is not None:
         argv.append(f"--paced-gap-ms={paced_gap_ms}")
     launched = group.start("fake-upstream", pinned(argv, cpu))
-    routes = {MESSAGES_ROUTE: anthropic_headers(UPSTREAM_KEY), GENERATE_ROUTE: gemini_headers(UPSTREAM_KEY)}
-    endpoint = Endpoint(port, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, routes)
+    endpoint = _upstream_endpoint(port)
     wait_ready(launched, endpoint)
     return Target("direct", endpoint, launched, "bench/fake_upstream.py")
+
+
+def start_pipe(setup: Setup) -> Target:
+    """bench/byte_pipe.py on the gateway's core: the cost of a hop that only copies bytes (see its docstring).
+    It forwards what it gets, so it takes the upstream's own key and routes, as `direct` does."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH_DIR / "byte_pipe.py"), "--port", str(port), "--upstream-port"]
+    launched = setup.group.start("pipe", pinned([*argv, str(setup.upstream_port)], setup.gateway_cpu))
+    endpoint = _upstream_endpoint(port)
+    wait_ready(launched, endpoint)
+    return Target("pipe", endpoint, launched, "bench/byte_pipe.py")
 
 
 def _llmrelay_python() -> str:
@@ -418,6 +434,7 @@ def start_portkey(setup: Setup) -> Target:
 
 
 STARTERS: dict[str, Callable[[Setup], Target]] = {
+    "pipe": start_pipe,
     "llmrelay-1w": lambda setup: start_llmrelay(setup, 1),
     "llmrelay-2w": lambda setup: start_llmrelay(setup, 2),
     "llmrelay-routed-1w": lambda setup: start_llmrelay(setup, 1, routed=True),

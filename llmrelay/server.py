@@ -69,10 +69,13 @@ class DirectBody:
     def write(self, data: bytes) -> bool:
         """Write one chunk of a response started without a content-length (so uvicorn frames it chunked);
         False when the client's write buffer is full (the caller pauses its source)."""
+        return self.write_chunk(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def write_chunk(self, chunk: bytes) -> bool:
+        """`write`, for data already framed as one HTTP chunk (the upstream's own chunk, relayed as it came)."""
         cycle = self._cycle
         if cycle.disconnected:
             return True
-        chunk = b"%x\r\n%b\r\n" % (len(data), data)
         pending = self._pending
         if pending is None:
             self._pending = chunk

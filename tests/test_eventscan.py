@@ -110,22 +110,27 @@ def test_compiled_and_python_paths_relay_every_read_alike(
 @pytest.mark.parametrize("strip", [False, True])
 def test_what_the_compiled_path_answers_on_its_own(strip: bool) -> None:
     kept: list[bytes] = []
-    passthrough = OneLinePassthrough(kept, strip, (SECRET,))
+    passthrough = OneLinePassthrough(kept, strip, (SECRET,), bytearray())
     plain = b'data: {"a":1,"usage":null}\n\n'
     assert passthrough(plain) == (b'data: {"a":1}\n\n' if strip else plain)
     assert passthrough(b'data: {"a":1, "usage": null}\n\n') == b'data: {"a":1, "usage": null}\n\n'
     for other in (b'data: {"usage":{"total_tokens":1}}\n\n', b"data: [DONE]\n\n", b"data: " + SECRET + b"\n\n"):
         assert passthrough(other) is None
     assert len(kept) == 2
+    partial = bytearray(b"data: {")
+    after_part = OneLinePassthrough(kept, strip, (SECRET,), partial)
+    assert after_part(plain) is None  # the splitter's: it ends the event in progress
+    partial.clear()
+    assert after_part(plain) is not None
     with pytest.raises(TypeError):
         passthrough("data: {}\n\n")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        OneLinePassthrough([], strip, ("not bytes",))
+        OneLinePassthrough([], strip, ("not bytes",), bytearray())
 
 
 def test_the_compiled_path_holds_no_stray_references() -> None:
     kept: list[bytes] = []
-    passthrough = OneLinePassthrough(kept, False, (SECRET,))
+    passthrough = OneLinePassthrough(kept, False, (SECRET,), bytearray())
     event = b'data: {"a":1,"usage":null}\n\n' + b" " * 3  # not interned: its count is its own
     event = event[:-3]
     before = sys.getrefcount(event)

@@ -179,13 +179,14 @@ class OpenAIStreamTap:
             self._events.append(event)
         return event or None
 
-    def compiled_feed(self, secrets: tuple[bytes, ...]) -> Callable[[bytes], bytes | None] | None:
+    def compiled_feed(self, secrets: tuple[bytes, ...], partial: bytearray) -> Callable[[bytes], bytes | None] | None:
         """`feed` for the usual read, compiled: a read that is one whole one-line event with no usage object and
-        none of `secrets` (which the relay scrubs) gives the event to relay, kept as `feed` keeps it; any other
-        read gives None and is left to `feed`. None when the extension was not built (relay/_eventscan.c)."""
+        none of `secrets` (which the relay scrubs), while the relay's splitter holds no part of an event
+        (`partial`, its buffer, empty), gives the event to relay, kept as `feed` keeps it; any other read gives
+        None and is left to `feed`. None when the extension was not built (relay/_eventscan.c)."""
         if OneLinePassthrough is None:
             return None
-        return OneLinePassthrough(self._events, self._strip_null_usage, secrets)
+        return OneLinePassthrough(self._events, self._strip_null_usage, secrets, partial)
 
     def _take_usage(self, event: bytes) -> bytes:
         payload = sse_data(event)

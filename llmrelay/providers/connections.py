@@ -27,7 +27,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+try:
+    from llmrelay.providers._chunkreader import ChunkReader
+except ImportError:  # built without a C compiler: every read goes through the parser
+    ChunkReader = None
+
 KEEPALIVE_SECONDS = 60.0
+WholeChunks = tuple[Callable[[bytes], "bytes | None"], Callable[[bytes], bool]]  # see UpstreamConnection.relay
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -74,6 +80,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink: Callable[[bytes], None] | None = None
         self._complete = False
         self._until_close = False  # a body with neither length nor chunking ends when the connection does
+        self._chunked = False
+        self._at_chunk_boundary = True  # the parser stands between two chunks of a chunked body
+        self._reader: ChunkReader | None = None  # in place of data_received while relaying (see relay)
         self._keep_alive = False
         self._decompress: Callable[[bytes], bytes] | None = None
         self._error: BaseException | None = None
@@ -128,7 +137,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
         headers = self.headers
-        self._until_close = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        self._chunked = "chunked" in headers.get("transfer-encoding", "")
+        self._until_close = "content-length" not in headers and not self._chunked
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "deflate"):
             # wbits 47: a zlib or gzip header, detected; "deflate" is zlib-wrapped by the HTTP standard.
@@ -153,6 +163,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending.append(body)
         self._wake()
 
+    def on_chunk_header(self) -> None:
+        self._at_chunk_boundary = False
+
+    def on_chunk_complete(self) -> None:
+        self._at_chunk_boundary = True
+
     def on_message_complete(self) -> None:
         self._ended()
 
@@ -172,6 +188,8 @@ class UpstreamConnection(asyncio.Protocol):
         now = self._loop.time()
         if self._paused:
             self._last = now
+        elif self._reader is not None:
+            self._last = max(self._last, self._reader.last)
         due = self._last + self._span
         if now >= due:
             self._timer = None
@@ -190,6 +208,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _ended(self) -> None:
         self._complete = True
+        if self._reader is not None:
+            self._reader.synced = False  # what comes after the body is the parser's to refuse
         self._stop_timer()
         self._wake()
 
@@ -234,18 +254,46 @@ class UpstreamConnection(asyncio.Protocol):
         await self._body_arrived(whole=True)
         return self._take_pending()
 
-    async def relay(self, sink: Callable[[bytes], None]) -> None:
+    async def relay(self, sink: Callable[[bytes], None], whole_chunks: WholeChunks | None = None) -> None:
         """Pass the rest of the body to `sink` as it arrives, returning when it ends; raises TimeoutError when
         the read limit passes without a byte, UpstreamConnectionError when the connection breaks, and what the
-        sink raised."""
+        sink raised.
+
+        `whole_chunks` (scan, write): for a chunked, uncompressed body, a read that is one whole chunk whose data
+        `scan` takes (returns the bytes to relay, else None) goes framed to `write` (False: pause reading), by the
+        compiled chunk reader (providers/_chunkreader.c) in place of data_received: no parser, no Python frame.
+        Every other read takes the parser's path to `sink`. `scan` must do to the chunk's data what `sink` would."""
         self._sink = sink
         try:
             for data in self._pending:
                 sink(data)
             self._pending = []
+            if whole_chunks is not None and ChunkReader is not None and self._chunked and self._decompress is None:
+                self._read_whole_chunks(*whole_chunks)
             await self._body_arrived(whole=True)
         finally:
             self._sink = None
+            if self._reader is not None:
+                self._reader = None
+                del self.data_received  # the class's again
+                if not self.closed:
+                    self.transport.set_protocol(self)  # type: ignore[union-attr]
+
+    def _read_whole_chunks(self, scan: Callable[[bytes], bytes | None], write: Callable[[bytes], bool]) -> None:
+        assert ChunkReader is not None and self.transport is not None
+        if self._complete or self._error is not None or self.closed:
+            return
+        self._reader = ChunkReader(
+            scan, write, self.pause_reading, self._parse, self._fail, self._loop.time, self._at_chunk_boundary
+        )
+        self.data_received = self._reader  # type: ignore[method-assign]
+        self.transport.set_protocol(self)  # the event loop looks data_received up again
+
+    def _parse(self, data: bytes) -> bool:
+        """The chunk reader's way to the parser: data_received's work; whether the parser then stands between
+        chunks (the reader takes whole chunks only from there)."""
+        UpstreamConnection.data_received(self, data)
+        return self._at_chunk_boundary
 
     def pause_reading(self) -> None:
         """Stop reading from the upstream (the client is slow to read); its reply waits in the socket."""

@@ -526,7 +526,7 @@ class Relay:
         away the watcher closes the upstream connection, which ends the relay."""
         try:
             relay.feed_first(first)
-            await connection.relay(relay.feed)
+            await connection.relay(relay.feed, relay.whole_chunks)
             if not watcher.gone:
                 relay.finish()
         except TimeoutError:

@@ -105,7 +105,18 @@ class EventRelay:
     relayed by one compiled call where the tap offers one (the OpenAI passthrough), else recognised here without
     a call to the splitter."""
 
-    __slots__ = ("_compiled", "_partial", "_pause", "_push", "_secrets", "_split", "_splitter", "_tap_feed", "_write")
+    __slots__ = (
+        "_compiled",
+        "_partial",
+        "_pause",
+        "_push",
+        "_secrets",
+        "_split",
+        "_splitter",
+        "_tap_feed",
+        "_write",
+        "whole_chunks",
+    )
 
     def __init__(
         self, tap: StreamTap, body: BodyWriter, upstream: UpstreamConnection, secrets: tuple[bytes, ...]
@@ -122,7 +133,10 @@ class EventRelay:
         # The tap's compiled path for the usual read, where it has one (the OpenAI passthrough): the checks, the
         # tap's work and the secret scan in one call, ~10,000 fewer instructions per event (relay/_eventscan.c).
         compiled = getattr(tap, "compiled_feed", None)
-        self._compiled = compiled(secrets) if compiled is not None else None
+        self._compiled = compiled(secrets, self._partial) if compiled is not None else None
+        write_chunk = getattr(body, "write_chunk", None)
+        # What the upstream connection's chunk reader needs to relay a whole chunk itself (providers/connections.py).
+        self.whole_chunks = (self._compiled, write_chunk) if self._compiled and write_chunk else None
 
     def feed_first(self, data: bytes) -> None:
         """Relay what the upstream sent before the relay began (from the request's task), at once."""
@@ -130,7 +144,7 @@ class EventRelay:
         self._push()
 
     def feed(self, data: bytes) -> None:
-        if self._compiled is not None and not self._partial:
+        if self._compiled is not None:
             out = self._compiled(data)
             if out is not None:
                 if not self._write(out):
