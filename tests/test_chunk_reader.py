@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmrelay.formats.openai import OpenAIStreamTap
+from llmrelay.providers import connections
 from llmrelay.providers.connections import ChunkReader, ConnectionPool, UpstreamConnection
 from llmrelay.relay.streaming import EventRelay
 from tests.test_eventscan import SECRET, PythonOnlyTap, events
@@ -347,3 +348,14 @@ def test_chunks_relayed_by_the_reader_keep_the_idle_limit_from_passing() -> None
     taken, error = uvloop.run(main())
     assert taken == 6  # all after the first, each 0.1 s apart, came through the reader without a timeout
     assert error is TimeoutError  # and the silence after them is one
+
+
+def test_without_the_extension_every_read_takes_the_parsers_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built without a C compiler, llmrelay relays the same bytes through the parser."""
+    chunks = [chunk(b'data: {"choices":[],"n":%d,"usage":null}\n\n' % n) for n in range(5)]
+    reads = [SSE_HEAD, *chunks, END]
+    with_reader = asyncio.run(relay_reads(OpenAIStreamTap(client_wants_usage=True), reads, 1))
+    monkeypatch.setattr(connections, "ChunkReader", None)
+    without = asyncio.run(relay_reads(OpenAIStreamTap(client_wants_usage=True), reads, 1))
+    assert with_reader[4] == 4 and without[4] == 0
+    assert with_reader[:4] == without[:4]

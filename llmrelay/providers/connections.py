@@ -9,6 +9,12 @@ token-paced loads). Here an upstream's bytes go from the socket's data callback 
 (httptools, in C, which also undoes chunked framing) to the relay's sink in one synchronous call; no task wakes
 per event, and the first-byte and idle limits are one watchdog timer per reply that re-arms only when it fires.
 
+While a chunked reply is relayed, the compiled chunk reader (providers/_chunkreader.c, an optional extension)
+takes the place of the data callback: a read that begins with whole chunks, whose events the relay's compiled scan
+takes, goes to the client's writer without the parser or a Python frame, and the rest of any read goes through
+the parser as before. The parser's chunk callbacks tell the reader whether it stands between chunks, the only
+place it may take over from.
+
 One `ConnectionPool` per upstream origin keeps idle keep-alive connections (most recently used first; closed
 after KEEPALIVE_SECONDS idle). A request on a reused connection that the upstream had already closed, so that
 not one byte of a reply came, is sent once more on a new connection: the upstream never read it. TLS is

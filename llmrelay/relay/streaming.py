@@ -103,7 +103,9 @@ class EventRelay:
     This runs for every event, tens of thousands of times a second (with 2,000 token-paced streams the relay's
     Python per event was as much as the kernel's read of it). The usual read, one whole one-line event, is
     relayed by one compiled call where the tap offers one (the OpenAI passthrough), else recognised here without
-    a call to the splitter."""
+    a call to the splitter. With that compiled call and a body writer that takes framed chunks, `whole_chunks`
+    lets the upstream connection's chunk reader relay such events straight from its reads, without calling
+    `feed` at all (providers/connections.py)."""
 
     __slots__ = (
         "_compiled",
