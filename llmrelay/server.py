@@ -72,7 +72,7 @@ class DirectBody:
         return self.write_chunk(b"%x\r\n%b\r\n" % (len(data), data))
 
     def write_chunk(self, chunk: bytes) -> bool:
-        """`write`, for data already framed as one HTTP chunk (the upstream's own chunk, relayed as it came)."""
+        """`write`, for data already framed as HTTP chunks (an upstream's own chunks, relayed as they came)."""
         cycle = self._cycle
         if cycle.disconnected:
             return True

@@ -265,10 +265,11 @@ class UpstreamConnection(asyncio.Protocol):
         the read limit passes without a byte, UpstreamConnectionError when the connection breaks, and what the
         sink raised.
 
-        `whole_chunks` (scan, write): for a chunked, uncompressed body, a read that is one whole chunk whose data
-        `scan` takes (returns the bytes to relay, else None) goes framed to `write` (False: pause reading), by the
-        compiled chunk reader (providers/_chunkreader.c) in place of data_received: no parser, no Python frame.
-        Every other read takes the parser's path to `sink`. `scan` must do to the chunk's data what `sink` would."""
+        `whole_chunks` (scan, write): for a chunked, uncompressed body, the whole chunks a read begins with whose
+        data `scan` takes (returns the bytes to relay, else None) go framed to `write` in one call (False: pause
+        reading), by the compiled chunk reader (providers/_chunkreader.c) in place of data_received: no parser,
+        no Python frame. The rest of that read, and every other read, takes the parser's path to `sink`. `scan`
+        must do to a chunk's data what `sink` would."""
         self._sink = sink
         try:
             for data in self._pending:
