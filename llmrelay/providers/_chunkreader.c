@@ -169,8 +169,10 @@ static int relay_chunks(ChunkReader *self, PyObject *data, Py_ssize_t *consumed)
     const char *bytes = PyBytes_AS_STRING(data);
     Py_ssize_t length = PyBytes_GET_SIZE(data);
     Py_ssize_t at = 0;
-    PyObject *first = NULL;  /* the first chunk relayed */
-    PyObject *pieces = NULL; /* list: every chunk relayed, once there is more than one */
+    PyObject *pieces = PyList_New(0); /* the chunks relayed, as the client gets them */
+    if (pieces == NULL) {
+        return -1;
+    }
     while (at < length) {
         Py_ssize_t start, size;
         Py_ssize_t end = chunk_at(bytes + at, length - at, &start, &size);
@@ -185,28 +187,17 @@ static int relay_chunks(ChunkReader *self, PyObject *data, Py_ssize_t *consumed)
             Py_DECREF(chunk);
             break;
         }
-        if (first == NULL) {
-            first = chunk;
-        } else {
-            if (pieces == NULL && (pieces = PyList_New(0)) == NULL) {
-                Py_DECREF(chunk);
-                goto error;
-            }
-            if (PyList_GET_SIZE(pieces) == 0 && PyList_Append(pieces, first) < 0) {
-                Py_DECREF(chunk);
-                goto error;
-            }
-            int appended = PyList_Append(pieces, chunk);
-            Py_DECREF(chunk);
-            if (appended < 0) {
-                goto error;
-            }
+        int appended = PyList_Append(pieces, chunk);
+        Py_DECREF(chunk);
+        if (appended < 0) {
+            goto error;
         }
         at += end;
     }
     *consumed = at;
-    if (first != NULL) {
-        PyObject *out = pieces != NULL ? joined(pieces) : Py_NewRef(first);
+    Py_ssize_t count = PyList_GET_SIZE(pieces);
+    if (count > 0) {
+        PyObject *out = count == 1 ? Py_NewRef(PyList_GET_ITEM(pieces, 0)) : joined(pieces);
         if (out == NULL) {
             goto error;
         }
@@ -216,12 +207,10 @@ static int relay_chunks(ChunkReader *self, PyObject *data, Py_ssize_t *consumed)
             goto error;
         }
     }
-    Py_XDECREF(first);
-    Py_XDECREF(pieces);
+    Py_DECREF(pieces);
     return 0;
 error:
-    Py_XDECREF(first);
-    Py_XDECREF(pieces);
+    Py_DECREF(pieces);
     return -1;
 }
 
