@@ -63,14 +63,20 @@ class _Upstream:
         pass
 
 
-class _Turn:
-    """The turn's writer: the bodies written in a turn are pushed after each read, as the next turn would."""
+class _Loop:
+    """The event loop as the turn's writer sees it: the callback it asks for is called after each read, as the
+    next turn would."""
 
     def __init__(self) -> None:
-        self.bodies: list = []
+        self.callbacks: list = []
 
-    def add(self, body: object) -> None:
-        self.bodies.append(body)
+    def call_soon(self, callback: object) -> None:
+        self.callbacks.append(callback)
+
+    def run_callbacks(self) -> None:
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 def _tap(path: str) -> object:
@@ -97,11 +103,11 @@ async def _relay_streams(path: str, streams: int) -> int:
     """Relay `streams` paced streams through the gateway's byte path; the events relayed."""
     from llmrelay.providers.connections import UpstreamConnection
     from llmrelay.relay.streaming import EventRelay
-    from llmrelay.server import DirectBody
+    from llmrelay.server import DirectBody, TurnWrites
 
     reads = _reads(path)
-    turn = _Turn()
-    protocol = SimpleNamespace(turn_writes=turn, on_writable=None)
+    loop = _Loop()
+    protocol = SimpleNamespace(turn_writes=TurnWrites(loop), on_writable=None)
     events = 0
     for _ in range(streams):
         upstream = UpstreamConnection(SimpleNamespace())  # type: ignore[arg-type]
@@ -118,9 +124,7 @@ async def _relay_streams(path: str, streams: int) -> int:
         await asyncio.sleep(0)  # the relay begins (and puts the chunk reader in place)
         for data in reads[1:]:
             transport.protocol.data_received(data)  # type: ignore[attr-defined]
-            for written in turn.bodies:
-                written.push()
-            turn.bodies.clear()
+            loop.run_callbacks()
         await relaying
         relay.finish()
         if not (tap.done and tap.usage):  # type: ignore[attr-defined]

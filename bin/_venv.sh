@@ -16,7 +16,7 @@ find_python() {
 ensure_venv() {  # $1: extras to install, e.g. "[test]" or ""
   local extras="$1" stamp
   # The stamp covers what pip builds from: a changed C source is compiled again (setup.py).
-  stamp="$venv/.installed$(echo "$extras" | tr -cd 'a-z')-$(cat "$root/pyproject.toml" "$root/setup.py" "$root"/llmrelay/*/*.c | cksum | cut -d' ' -f1)"
+  stamp="$venv/.installed$(echo "$extras" | tr -cd 'a-z')-$(cat "$root/pyproject.toml" "$root/setup.py" "$root"/llmrelay/*.c "$root"/llmrelay/*/*.c | cksum | cut -d' ' -f1)"
   [ -f "$stamp" ] && return 0
   if [ ! -x "$venv/bin/python" ]; then
     "$(find_python)" -m venv "$venv"
