@@ -12,7 +12,8 @@ read of the upstream as one call, as the event loop makes it. The writer's conne
 - `openai`: an OpenAI stream to an OpenAI client that asked for usage (the paced-* loads): the usual event through
   the chunk reader and the compiled event scan where they are built (llmrelay/providers/_chunkreader.c,
   llmrelay/relay/_eventscan.c), else on the Python path;
-- `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads).
+- `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads): its text deltas
+  through the chunk reader and the compiled text-delta path (AnthropicTextDeltas) where they are built.
 
 Each path runs under `valgrind --tool=callgrind` twice, for STREAMS_FEW and STREAMS_MANY streams; the difference
 divided by the events relayed in between is the cost of one event, with the interpreter's start and imports

@@ -82,8 +82,8 @@ def test_an_openai_stream_is_relayed_event_by_event_and_billed(gateway: Gateway,
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds
     assert "passthrough" in final.output_text
-    rows = key_row(gateway, "test_responses_api-user")
-    assert rows["records"] >= 1
+    # The record is written after the stream's end reached the client (its writer batches): waited for.
+    assert wait_until(lambda: key_row(gateway, "test_responses_api-user")["records"] >= 1)
 
 
 def test_openai_chains_and_built_in_tools_go_to_the_openai_channel(client: OpenAI) -> None:

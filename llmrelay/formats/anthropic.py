@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -77,6 +77,11 @@ from llmrelay.formats.openai import (
     usage_to_openai,
 )
 from llmrelay.metering.pricing import Usage
+
+try:
+    from llmrelay.relay._eventscan import AnthropicTextDeltas
+except ImportError:  # built without a C compiler: every event takes the Python path (setup.py)
+    AnthropicTextDeltas = None
 from llmrelay.relay.errors import RelayError
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -799,6 +804,19 @@ class AnthropicToChatStream:
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return choice_chunk(self._id, self._created, self._model, 0, delta, finish_reason)
+
+    def text_chunk(self, text: str) -> dict[str, Any] | None:
+        """The chunk a text delta of `text` gives in the stream's current state (None: none, in JSON-tool mode).
+        A text delta changes no state, so its chunk depends on nothing else."""
+        return None if self._json_tool else self._chunk({"content": text})
+
+    @staticmethod
+    def compiled_text_deltas(
+        texts: list[str | bytes], secrets: tuple[bytes, ...], partial: bytearray
+    ) -> Callable[[bytes], bytes | None] | None:
+        """The compiled path for this stream's usual event, a text delta (relay/_eventscan.c); None when the
+        extension was not built. TranslatingTap sets its template from `text_chunk`."""
+        return AnthropicTextDeltas(texts, secrets, partial) if AnthropicTextDeltas is not None else None
 
     def feed(self, event: bytes) -> list[dict[str, Any]]:
         data = sse_json(event)

@@ -296,6 +296,15 @@ class ChatToOpenAIStream:
             return DONE_EVENT
         return data_event(usage_chunk(self._first or {}, usage, "chat.completion.chunk")) + DONE_EVENT
 
+    def event_template(self, chunk: Chunk, marker: bytes) -> tuple[bytes, bytes] | None:
+        """The event `feed` would write for `chunk` now, as (before, after) `marker`, the encoded form of a text
+        in the chunk that appears once in the event; None when feeding it would change this encoder's state
+        (the stream's first chunk) or the marker is not there once."""
+        if self._first is None:
+            return None
+        before, found, after = data_event(chunk).partition(marker)
+        return (before, after) if found and marker not in after else None
+
 
 def chat_to_openai_reply(completion: Completion, usage: Usage, request: ChatRequest) -> bytes:
     return orjson.dumps({**completion, "usage": usage_to_openai(usage)})

@@ -7,6 +7,11 @@ and the buffer grows to hold it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
 from llmrelay.formats.base import StreamDecoder, StreamEncoder
 from llmrelay.formats.openai import generated_texts
 from llmrelay.metering.pricing import Usage
@@ -101,9 +106,10 @@ class EventRelay:
     and written, and a client that falls behind pauses the upstream.
 
     This runs for every event, tens of thousands of times a second (with 2,000 token-paced streams the relay's
-    Python per event was as much as the kernel's read of it). The usual read, one whole one-line event, is
-    relayed by one compiled call where the tap offers one (the OpenAI passthrough), else recognised here without
-    a call to the splitter. With that compiled call and a body writer that takes framed chunks, `whole_chunks`
+    Python per event was as much as the kernel's read of it). The usual read, one whole event, is relayed by one
+    compiled call where the tap offers one (the OpenAI passthrough's one-line event; an Anthropic text delta for an
+    OpenAI client), else, when it is one line, recognised here without a call to the splitter. With that
+    compiled call and a body writer that takes framed chunks, `whole_chunks`
     lets the upstream connection's chunk reader relay such events straight from its reads, without calling
     `feed` at all (providers/connections.py)."""
 
@@ -132,7 +138,7 @@ class EventRelay:
         self._push = body.push
         self._pause = upstream.pause_reading
         self._secrets = secrets
-        # The tap's compiled path for the usual read, where it has one (the OpenAI passthrough): the checks, the
+        # The tap's compiled path for the usual read, where it has one (see the class): the checks, the
         # tap's work and the secret scan in one call, ~10,000 fewer instructions per event (relay/_eventscan.c).
         compiled = getattr(tap, "compiled_feed", None)
         self._compiled = compiled(secrets, self._partial) if compiled is not None else None
@@ -181,18 +187,26 @@ class EventRelay:
             self.feed(last + b"\n")
 
 
+# A text whose JSON form (\u0000...) no real chunk's event holds: where it lands in an encoded chunk is where a
+# compiled path puts a text delta's text (TranslatingTap.compiled_feed).
+TEXT_MARKER = "\x00\x01llmrelay\x01\x00"
+_MARKER_JSON = orjson.dumps(TEXT_MARKER)[1:-1]
+
+
 class TranslatingTap:
     """A stream tap for a client whose format differs from the upstream's: the upstream's decoder turns
     each event into internal chunks, the client's encoder writes them in the client's format."""
 
-    __slots__ = ("_decoder", "_encoder", "_texts")
+    __slots__ = ("_compiled", "_decoder", "_encoder", "_texts")
 
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._decoder = decoder
         self._encoder = encoder
         # The generated text, kept for counting should the upstream report no usage: the texts rather than the
-        # chunks, which are ~1 KB of dicts each (2,000 streams of 50 events held ~100 MB of them).
-        self._texts: list[str] = []
+        # chunks, which are ~1 KB of dicts each (2,000 streams of 50 events held ~100 MB of them). The compiled
+        # path keeps a text as its JSON string's content (bytes), decoded only if it is counted.
+        self._texts: list[str | bytes] = []
+        self._compiled: Any = None
 
     @property
     def usage(self) -> Usage | None:
@@ -206,19 +220,40 @@ class TranslatingTap:
     def error_message(self) -> str | None:
         return self._decoder.error_message
 
+    def compiled_feed(self, secrets: tuple[bytes, ...], partial: bytearray) -> Callable[[bytes], bytes | None] | None:
+        """`feed` for the upstream's usual event, a text delta, compiled, where the decoder has such a path and
+        the encoder can say what its event for a text chunk looks like (Anthropic's stream to an OpenAI client):
+        the client's event is that template around the delta's text, copied without decoding. The template
+        follows the stream's state: it is set again after every event `feed` takes. None where there is no such
+        path; see OpenAIStreamTap.compiled_feed for `secrets` and `partial`."""
+        make = getattr(self._decoder, "compiled_text_deltas", None)
+        if make is None or not hasattr(self._encoder, "event_template"):
+            return None
+        self._compiled = make(self._texts, secrets, partial)
+        if self._compiled is not None:
+            self._set_template()
+        return self._compiled
+
+    def _set_template(self) -> None:
+        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]  # checked in compiled_feed
+        self._compiled.template = None if chunk is None else self._encoder.event_template(chunk, _MARKER_JSON)  # type: ignore[attr-defined]
+
     def feed(self, event: bytes) -> bytes | None:
         chunks = self._decoder.feed(event)
-        if not chunks:
-            return None
-        self._texts += generated_texts(chunks)
-        encode = self._encoder.feed
-        return b"".join([encode(chunk) for chunk in chunks]) or None
+        out = None
+        if chunks:
+            self._texts += generated_texts(chunks)
+            encode = self._encoder.feed
+            out = b"".join([encode(chunk) for chunk in chunks]) or None
+        if self._compiled is not None:
+            self._set_template()  # this event may have changed what a text delta gives (message_start's id)
+        return out
 
     def finish(self, usage: Usage) -> bytes:
         return self._encoder.finish(usage)
 
     def completion_texts(self) -> list[str]:
-        return self._texts
+        return [text if isinstance(text, str) else orjson.loads(b'"%b"' % text) for text in self._texts]
 
 
 class JsonArrayTap:
