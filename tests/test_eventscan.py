@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from llmrelay.formats.openai import OneLinePassthrough, OpenAIStreamTap
 from llmrelay.metering.pricing import Usage
+from llmrelay.providers.base import StreamTap
 from llmrelay.relay.streaming import EventRelay
 
 SECRET = b"sk-upstream-secret-0123456789"
@@ -38,7 +39,8 @@ class Upstream:
         pass
 
 
-def relay(tap: OpenAIStreamTap, reads: list[bytes]) -> tuple[bytes, Usage | None, bool, list[str]]:
+def relay(tap: StreamTap, reads: list[bytes]) -> tuple[bytes, Usage | None, bool, list[str]]:
+    """Every read through an EventRelay with `tap`: the client's bytes, and the tap's usage, end and texts."""
     body = Body()
     relay = EventRelay(tap, body, Upstream(), (SECRET,))  # type: ignore[arg-type]
     for data in reads:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from llmrelay.formats.anthropic import AnthropicTextDeltas, AnthropicToChatStream
 from llmrelay.formats.openai import ChatToOpenAIStream
 from llmrelay.relay.streaming import TEXT_MARKER, EventRelay, TranslatingTap
-from tests.test_eventscan import SECRET, Body, Upstream
+from tests.test_eventscan import SECRET, Body, Upstream, relay
 
 HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 
@@ -28,15 +28,6 @@ class PythonOnlyTap(TranslatingTap):
 def tap(json_tool: bool, include_usage: bool, python_only: bool = False) -> TranslatingTap:
     kind = PythonOnlyTap if python_only else TranslatingTap
     return kind(AnthropicToChatStream(json_tool), ChatToOpenAIStream(include_usage))
-
-
-def relay(translating: TranslatingTap, reads: list[bytes]) -> tuple[bytes, object, bool, list[str]]:
-    body = Body()
-    relay = EventRelay(translating, body, Upstream(), (SECRET,))  # type: ignore[arg-type]
-    for data in reads:
-        relay.feed(data)
-    relay.finish()
-    return b"".join(body.written), translating.usage, translating.done, translating.completion_texts()
 
 
 def sse(data: dict) -> bytes:
