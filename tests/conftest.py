@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if os.environ.get("LLMRELAY_PYTHON_ONLY"):  # tests/test_python_only.py: these tests without the compiled extensions
+    for compiled in ("llmrelay._bodywrites", "llmrelay.relay._eventscan", "llmrelay.providers._chunkreader"):
+        sys.modules[compiled] = None  # type: ignore[assignment]  # `import` then raises ImportError
+
 import pytest
 from openai import OpenAI
 from sqlalchemy import Engine
