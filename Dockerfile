@@ -15,8 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The package and its runtime dependencies only (every one ships a wheel: no compiler needed), not the test extras.
-# The slim image has no C compiler, so llmrelay's one optional extension (relay/_eventscan.c, the usual OpenAI
-# stream event in one call) is skipped and every event takes its Python path: the same bytes, more CPU per event.
+# The slim image has no C compiler, so llmrelay's optional extensions (setup.py: the event scan, the chunk reader
+# and the body writes) are not built and every event takes its Python path: the same bytes, more CPU per event.
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY llmrelay ./llmrelay
