@@ -203,7 +203,7 @@ static int body_push(GatheredBody *self) {
     int gone = attribute_true(self->cycle, str_disconnected);
     if (gone != 0) {
         Py_DECREF(pending);
-        return gone;
+        return gone < 0 ? -1 : 0; /* a client that left gets nothing */
     }
     PyObject *written = PyObject_CallOneArg(self->write, pending);
     Py_DECREF(pending);

@@ -77,12 +77,12 @@ from llmrelay.formats.openai import (
     usage_to_openai,
 )
 from llmrelay.metering.pricing import Usage
+from llmrelay.relay.errors import RelayError
 
 try:
     from llmrelay.relay._eventscan import AnthropicTextDeltas
 except ImportError:  # built without a C compiler: every event takes the Python path (setup.py)
     AnthropicTextDeltas = None
-from llmrelay.relay.errors import RelayError
 
 ANTHROPIC_VERSION = "2023-06-01"
 JSON_TOOL = "json_response"

@@ -227,7 +227,7 @@ class TranslatingTap:
         follows the stream's state: it is set again after every event `feed` takes. None where there is no such
         path; see OpenAIStreamTap.compiled_feed for `secrets` and `partial`."""
         make = getattr(self._decoder, "compiled_text_deltas", None)
-        if make is None or not hasattr(self._encoder, "event_template"):
+        if make is None or not hasattr(self._decoder, "text_chunk") or not hasattr(self._encoder, "event_template"):
             return None
         self._compiled = make(self._texts, secrets, partial)
         if self._compiled is not None:
@@ -235,8 +235,10 @@ class TranslatingTap:
         return self._compiled
 
     def _set_template(self) -> None:
-        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]  # checked in compiled_feed
-        self._compiled.template = None if chunk is None else self._encoder.event_template(chunk, _MARKER_JSON)  # type: ignore[attr-defined]
+        # Both methods were checked for in compiled_feed.
+        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]
+        template = self._encoder.event_template  # type: ignore[attr-defined]
+        self._compiled.template = None if chunk is None else template(chunk, _MARKER_JSON)
 
     def feed(self, event: bytes) -> bytes | None:
         chunks = self._decoder.feed(event)
