@@ -197,3 +197,17 @@ def test_the_compiled_path_holds_no_stray_references() -> None:
     after = [sys.getrefcount(item) for item in (event, prefix, suffix)]
     assert after == before
     assert len(kept) == 1000
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from([b"", HEAD, HEAD + b'0,"delta":{"type":"text_delta","text":"']))
+def test_any_bytes_give_the_template_around_a_json_text_or_none(noise: bytes, lead: bytes) -> None:
+    """Whatever a read holds, the compiled path either declines or gives the template around a text that the JSON
+    decoder reads back as the delta's text."""
+    deltas = AnthropicTextDeltas([], (SECRET,), bytearray())
+    deltas.template = (b"[", b"]")
+    data = lead + noise + (b'"}}\n\n' if lead else b"")
+    out = deltas(data)
+    if out is not None:
+        text = orjson.loads(b'"' + out[1:-1] + b'"')
+        assert orjson.loads(data[data.index(b"{") :])["delta"]["text"] == text
