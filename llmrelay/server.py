@@ -18,8 +18,9 @@ client's connection is lost, where through ASGI a task per request would wait on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -79,9 +80,44 @@ class DirectBody(GatheredBody):
             self.protocol.on_gone = callback
 
     async def end(self, tail: bytes) -> None:
-        """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state)."""
+        """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state), in
+        one write."""
+        with self.gathered():
+            await self.cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
         self.push()
-        await self.cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        """What uvicorn's `send` writes meanwhile (a response's head, its last chunk) joins the pending chunks, to go
+        out in the same write as them: a stream's head with its first event, its last events with the end. Two
+        writes fewer a stream, and the client is woken once for each pair."""
+        cycle = self.cycle
+        transport = cycle.transport
+        cycle.transport = _GatheredTransport(self, transport)
+        try:
+            yield
+        finally:
+            cycle.transport = transport
+
+
+class _GatheredTransport:
+    """Stands in for the connection's transport in uvicorn's request cycle while DirectBody.gathered() holds."""
+
+    __slots__ = ("_body", "_transport")
+
+    def __init__(self, body: DirectBody, transport: asyncio.Transport) -> None:
+        self._body = body
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._body.write_chunk(data)
+
+    def close(self) -> None:
+        self._body.push()  # what was gathered goes out before the connection closes
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 PENDING_LIMIT = 64 * 1024  # bytes gathered for one client within a turn past which its relay pauses its upstream

@@ -35,8 +35,7 @@ def numbers_in(body: bytes) -> list[int]:
 async def open_stream(scope: dict[str, Any], receive: Any, send: Any) -> tuple[BodyWriter, asyncio.Event]:
     """Start an event-stream response; its body writer and an event set when the writer says go on."""
     http = HttpRequest(scope, receive, send)
-    await http.start_response(200, [(b"content-type", b"text/event-stream")])
-    body = http.stream_body()
+    body = await http.start_stream(200, [(b"content-type", b"text/event-stream")])
     writable = asyncio.Event()
     body.when_writable(writable.set)
     return body, writable
@@ -246,3 +245,81 @@ def test_pipelined_requests_each_stream_their_body() -> None:
     first, _, second = bytes(raw).partition(b"0\r\n\r\n")
     assert dechunk(first + b"0\r\n\r\n") == dechunk(second) == b"data: one\n\n"
     assert len(app.probes) == 2
+
+
+class RecordingTransport(asyncio.Transport):
+    """A connection's transport that keeps each write: what the client would receive, write by write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        if not self.closed:  # as uvloop's and asyncio's transports do, a write after close() is dropped
+            self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        pass
+
+
+class EventsApp:
+    """Streams three events the way the relay does: the first pushed from the task, the next written by a data
+    callback (gathered for the turn), then the end."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        http = HttpRequest(scope, receive, send)
+        body = await http.start_stream(200, [(b"content-type", b"text/event-stream")])
+        body.write(b"data: first\n\n")
+        body.push()
+        asyncio.get_running_loop().call_soon(body.write, b"data: second\n\n")
+        await asyncio.sleep(0.01)
+        body.write(b"data: last\n\n")
+        await body.end(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_streams_head_goes_with_its_first_event_and_its_last_events_with_the_end(keep_alive: bool) -> None:
+    """Two writes fewer a stream: the head is gathered with the first event, the last events with the end; and when
+    the connection is to close after the response, the gathered end still goes out before it closes."""
+
+    async def main() -> list[bytes]:
+        config = uvicorn.Config(EventsApp(), lifespan="off", access_log=False, proxy_headers=False)
+        config.load()
+        from uvicorn.server import ServerState
+
+        protocol = BoundedHttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        connection = b"keep-alive" if keep_alive else b"close"
+        protocol.data_received(b"GET /stream HTTP/1.1\r\nHost: test\r\nConnection: " + connection + b"\r\n\r\n")
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if any(write.endswith(b"0\r\n\r\n") for write in transport.writes):
+                break
+        assert transport.closed is not keep_alive
+        return transport.writes
+
+    writes = asyncio.run(main())
+    assert len(writes) == 3, writes
+    head, middle, end = writes
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\nd\r\ndata: first\n\n\r\n")
+    assert middle == b"e\r\ndata: second\n\n\r\n"
+    assert end == b"c\r\ndata: last\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"

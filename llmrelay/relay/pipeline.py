@@ -390,12 +390,11 @@ class Relay:
         connection.idle_limit(route.channel.config.idle_timeout)
         try:
             content_type = connection.headers.get("content-type", "application/octet-stream").encode()
-            await http.start_response(200, [(b"content-type", content_type)])
+            body = await http.start_stream(200, [(b"content-type", content_type)])
             outcome.usage, outcome.usage_source = await job.meter(b"", route)
         except BaseException:
             connection.close()
             raise
-        body = http.stream_body()
         body.when_writable(connection.resume_reading)
         watcher = DisconnectWatch(http, connection.close)
         try:
@@ -454,11 +453,10 @@ class Relay:
 
         try:
             connection, first = await self._attempts(http, job, candidates, cap, outcome, attempt)
-            await http.start_response(200, job.stream_headers())
             route = outcome.route
             assert route is not None
             tap = job.stream_tap(route)
-            body = http.stream_body()
+            body = await http.start_stream(200, job.stream_headers())
             body.when_writable(connection.resume_reading)
             watcher = DisconnectWatch(http, connection.close)
             relay = EventRelay(tap, body, connection, route.channel.secret_bytes)

@@ -181,10 +181,17 @@ class HttpRequest:
         direct.when_gone(callback)
         return True
 
-    def stream_body(self) -> BodyWriter:
-        """The writer of a started streamed response's body: the server's direct writer when it offers one."""
+    async def start_stream(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> BodyWriter:
+        """Start a streamed response; its body's writer. With the server's direct writer the head goes out in the
+        body's first write (a stream's first event is pushed at once, and anything else is written by the next
+        turn of the event loop)."""
         direct = self._direct_body()
-        return direct if direct is not None else QueuedBody(self.send)
+        if direct is None:
+            await self.start_response(status, headers)
+            return QueuedBody(self.send)
+        with direct.gathered():
+            await self.start_response(status, headers)
+        return direct  # type: ignore[no-any-return]
 
     async def respond_json(self, status: int, payload: object) -> None:
         await self.respond(status, dumps(payload))
