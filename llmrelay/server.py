@@ -81,7 +81,7 @@ class DirectBody(GatheredBody):
 
     async def end(self, tail: bytes) -> None:
         """Write what is pending, then `tail` as the last chunk, through `send` (which keeps uvicorn's state), in
-        one write."""
+        one write (gathered)."""
         with self.gathered():
             await self.cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
         self.push()
@@ -89,8 +89,8 @@ class DirectBody(GatheredBody):
     @contextlib.contextmanager
     def gathered(self) -> Iterator[None]:
         """What uvicorn's `send` writes meanwhile (a response's head, its last chunk) joins the pending chunks, to go
-        out in the same write as them: a stream's head with its first event, its last events with the end. Two
-        writes fewer a stream, and the client is woken once for each pair."""
+        out in the same write as them: a stream's head with its first event (one write fewer a stream, and one
+        wake-up of the client), and its end with any events the turn has not written yet."""
         cycle = self.cycle
         transport = cycle.transport
         cycle.transport = _GatheredTransport(self, transport)

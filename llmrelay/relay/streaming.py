@@ -109,9 +109,8 @@ class EventRelay:
     Python per event was as much as the kernel's read of it). The usual read, one whole event, is relayed by one
     compiled call where the tap offers one (the OpenAI passthrough's one-line event; an Anthropic text delta for an
     OpenAI client), else, when it is one line, recognised here without a call to the splitter. With that
-    compiled call and a body writer that takes framed chunks, `whole_chunks`
-    lets the upstream connection's chunk reader relay such events straight from its reads, without calling
-    `feed` at all (providers/connections.py)."""
+    compiled call and a body writer that takes framed chunks, `whole_chunks` lets the upstream connection's chunk
+    reader relay such events straight from its reads, without calling `feed` at all (providers/connections.py)."""
 
     __slots__ = (
         "_compiled",
@@ -197,7 +196,7 @@ class TranslatingTap:
     """A stream tap for a client whose format differs from the upstream's: the upstream's decoder turns
     each event into internal chunks, the client's encoder writes them in the client's format."""
 
-    __slots__ = ("_compiled", "_decoder", "_encoder", "_texts")
+    __slots__ = ("_compiled", "_decoder", "_encoder", "_template_chunk", "_texts")
 
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._decoder = decoder
@@ -207,6 +206,7 @@ class TranslatingTap:
         # path keeps a text as its JSON string's content (bytes), decoded only if it is counted.
         self._texts: list[str | bytes] = []
         self._compiled: Any = None
+        self._template_chunk: object = None  # the text chunk the compiled path's template was made for
 
     @property
     def usage(self) -> Usage | None:
@@ -235,10 +235,15 @@ class TranslatingTap:
         return self._compiled
 
     def _set_template(self) -> None:
-        # Both methods were checked for in compiled_feed.
-        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]
-        template = self._encoder.event_template  # type: ignore[attr-defined]
-        self._compiled.template = None if chunk is None else template(chunk, _MARKER_JSON)
+        """The template for the stream's state now. Encoding it is the costly part, and is done again only when the
+        text chunk has changed (message_start's id) or there was none yet (the encoder had not seen the stream's
+        first chunk): a stream whose events mostly take the Python path (tool calls, thinking) pays a comparison."""
+        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]  # checked in compiled_feed
+        if chunk is not None and chunk == self._template_chunk and self._compiled.template is not None:
+            return
+        self._template_chunk = chunk
+        encode = self._encoder.event_template  # type: ignore[attr-defined]
+        self._compiled.template = None if chunk is None else encode(chunk, _MARKER_JSON)
 
     def feed(self, event: bytes) -> bytes | None:
         chunks = self._decoder.feed(event)
