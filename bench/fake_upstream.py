@@ -41,12 +41,14 @@ Endpoints:
                               echo the model, and only parses a body that mentions "stream".
   anything else               404 with an OpenAI-style error body.
 
-Token-paced streams: a streaming request to /v1/chat/completions or /v1/messages whose model ends in `-paced`
-(`gpt-4o-paced`, `claude-sonnet-4-5-paced`) gets a stream paced like a real LLM's instead of the canned burst:
---paced-events content events (chat chunks, or Anthropic text deltas), --paced-gap-ms apart, each event its own
-write (one HTTP chunk, one send), the first one at once with the head (and, for Anthropic, message_start,
-content_block_start and ping), and the closing events (chat: the finish chunk, the usage chunk when asked, then
-[DONE]; Anthropic: content_block_stop, message_delta, message_stop) one gap after the last content event. All
+Token-paced streams: a streaming request to /v1/chat/completions, /v1/messages or Gemini's
+streamGenerateContent (SSE or JSON array) whose model ends in `-paced` (`gpt-4o-paced`, `claude-sonnet-4-5-paced`,
+`gemini-2.0-flash-paced`) gets a stream paced like a real LLM's instead of the canned burst: --paced-events
+content events (chat chunks, Anthropic text deltas, or Gemini responses with their usage so far), --paced-gap-ms
+apart, each event its own write (one HTTP chunk, one send), the first one at once with the head (and, for
+Anthropic, message_start, content_block_start and ping), and the closing events (chat: the finish chunk, the usage
+chunk when asked, then [DONE]; Anthropic: content_block_stop, message_delta, message_stop; Gemini: a response with
+the finish reason and the whole usage) one gap after the last content event. All
 the paced streams share one timer per millisecond tick, so 2,000 of them cost one callback per tick plus one
 write per event. A connection's next request waits until its paced stream has ended.
 
@@ -360,12 +362,12 @@ def _frame(event: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(event), event)
 
 
-def _paced_steps(opening: list[bytes], content: list[bytes], closing: list[bytes]) -> Paced:
+def _paced_steps(opening: list[bytes], content: list[bytes], closing: list[bytes], head: bytes = SSE_HEAD) -> Paced:
     """Step 0: the head, the opening events and the first content event; one step per further content event;
     a last step with the closing events and the end of the body."""
     frames = [_frame(event) for event in closing]
     frames[-1] += CHUNKED_END
-    steps = [[SSE_HEAD, *(_frame(event) for event in opening), _frame(content[0])]]
+    steps = [[head, *(_frame(event) for event in opening), _frame(content[0])]]
     steps += [[_frame(event)] for event in content[1:]]
     return Paced([*steps, frames])
 
@@ -422,6 +424,20 @@ def _paced_anthropic_stream(model: str) -> Paced:
     )
 
 
+def _paced_gemini_stream(model: str, sse: bool) -> Paced:
+    """Gemini's stream, paced: each response carries one piece of text and the usage so far, as Google's do; the
+    last one has no text left, only the finish reason and the whole usage. With alt=sse each is an event (Google
+    ends each SSE line with CRLF); without, each is the next element of one JSON array, as Google streams it."""
+    events = PACING.events
+    responses = [_json(_gemini_response(model, "word ", index + 1, False)) for index in range(events)]
+    responses.append(_json(_gemini_response(model, "", events, True)))
+    if sse:
+        content = [b"data: " + response + b"\r\n\r\n" for response in responses]
+        return _paced_steps([], content[:-1], content[-1:])
+    elements = [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:])]
+    return _paced_steps([], elements[:-1], [elements[-1], b"\n]"], GEMINI_ARRAY_HEAD)
+
+
 def _is_paced(model: object) -> bool:
     return isinstance(model, str) and model.endswith(PACED_SUFFIX)
 
@@ -430,11 +446,15 @@ _PACED_CACHE: dict[tuple[str, str, bool], Paced] = {}
 
 
 def paced_reply(kind: str, model: str, flag: bool) -> Paced:
-    """The paced stream of a route ("chat": flag = include_usage; "messages": the model echoed), built once."""
-    key = (kind, model if kind == "messages" else "", flag)
+    """The paced stream of a route, built once: "chat" (flag: include_usage), "messages" or "gemini" (flag:
+    alt=sse), the model echoed."""
+    key = (kind, model if kind != "chat" else "", flag)
     reply = _PACED_CACHE.get(key)
     if reply is None:
-        reply = _paced_chat_stream(flag) if kind == "chat" else _paced_anthropic_stream(model)
+        if kind == "chat":
+            reply = _paced_chat_stream(flag)
+        else:
+            reply = _paced_anthropic_stream(model) if kind == "messages" else _paced_gemini_stream(model, flag)
         if len(_PACED_CACHE) < MAX_CACHED_MODELS:
             _PACED_CACHE[key] = reply
     return reply
@@ -587,23 +607,27 @@ def _gemini_stream_responses(model: str) -> list[bytes]:
     return [_json(_gemini_response(model, "word ", i + 1, i == last)) for i in range(GEMINI_PART_COUNT)]
 
 
-def _gemini_reply(model: str, action: bytes, sse: bool) -> bytes:
+def _gemini_reply(model: str, action: bytes, sse: bool) -> bytes | Paced:
     if action == b"generateContent":
         return _fixed_length_response(
             "200 OK", _json(_gemini_response(model, "word " * GEMINI_PART_COUNT, GEMINI_PART_COUNT, True))
         )
+    if _is_paced(model):
+        return paced_reply("gemini", model, sse)
     responses = _gemini_stream_responses(model)
     if sse:  # Google ends each SSE line with CRLF
         return _chunked_sse_response([b"data: " + response + b"\r\n\r\n" for response in responses])
     # Without alt=sse: one JSON array, written element by element, as Google streams it.
     pieces = [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:]), b"\n]"]
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\ntransfer-encoding: chunked\r\n\r\n"
-    return head + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    return GEMINI_ARRAY_HEAD + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
 
 
+GEMINI_ARRAY_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\ntransfer-encoding: chunked\r\n\r\n"
+)
 GEMINI_NO_KEY = _gemini_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
-_GEMINI_CACHE: dict[tuple[str, bytes, bool], bytes] = {}
-_GEMINI_BY_REQUEST: dict[tuple[bytes, bytes], bytes] = {}  # (URL, body) -> reply; only successful replies
+_GEMINI_CACHE: dict[tuple[str, bytes, bool], bytes | Paced] = {}
+_GEMINI_BY_REQUEST: dict[tuple[bytes, bytes], bytes | Paced] = {}  # (URL, body) -> reply; only successful replies
 
 
 def _gemini_invalid(request: dict[str, object]) -> str:
@@ -640,7 +664,7 @@ def _has_query_key(target: bytes) -> bool:
     return any(item.startswith(b"key=") and len(item) > 4 for item in query.split(b"&"))
 
 
-def gemini_response(target: bytes, head: bytes, body: bytes) -> bytes:
+def gemini_response(target: bytes, head: bytes, body: bytes) -> bytes | Paced:
     """The key checked (header or query), then a canned reply per (model, action, SSE or not)."""
     call = _gemini_call(target)
     if call is None:

@@ -54,7 +54,8 @@ PACED_TAIL_BYTES = 2048  # a paced stream ends with its usage chunk and [DONE]: 
 PACED_SUFFIX = "-paced"  # the fake upstream paces a stream for a model named so (fake_upstream.py)
 PACED_GPT_MODEL = "gpt-4o" + PACED_SUFFIX
 PACED_CLAUDE_MODEL = "claude-sonnet-4-5" + PACED_SUFFIX
-PACED_MODELS = (PACED_GPT_MODEL, PACED_CLAUDE_MODEL)
+PACED_GEMINI_MODEL = "gemini-2.0-flash" + PACED_SUFFIX
+PACED_MODELS = (PACED_GPT_MODEL, PACED_CLAUDE_MODEL, PACED_GEMINI_MODEL)
 ANTHROPIC_VERSION = "2023-06-01"
 OPENAI_ROUTE, CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE = "openai", "claude-chat", "messages"
 GEMINI_CHAT_ROUTE, GENERATE_ROUTE = "gemini-chat", "generate"
@@ -189,15 +190,20 @@ def _responses_load(name: str, route: str, connections: int, stream: bool) -> Lo
     return Load(name, title, RESPONSES_PATH, _json(body), connections, "req/s", route=route)
 
 
+_PACED_TRANSLATED = {  # model -> (provider, route) of the translated paced loads
+    PACED_CLAUDE_MODEL: ("Claude", CLAUDE_CHAT_ROUTE),
+    PACED_GEMINI_MODEL: ("Gemini", GEMINI_CHAT_ROUTE),
+}
+
+
 def _paced_load(streams: int, model: str) -> Load:
     """Token-paced streams: OpenAI-format chat to a `-paced` model, asking for usage as a streaming app that
-    bills does (so a complete stream ends with the usage chunk, then [DONE]); with the Claude model the gateway
-    translates (the `claude-chat` route)."""
-    translated = model == PACED_CLAUDE_MODEL
+    bills does (so a complete stream ends with the usage chunk, then [DONE]); with the Claude or Gemini model the
+    gateway translates (the `claude-chat` and `gemini-chat` routes)."""
     body = _json({**CHAT_BODY, "model": model, "stream": True, "stream_options": {"include_usage": True}})
-    title = f"token-paced streams{' to Claude (translated)' if translated else ''}, {streams:,} at once"
-    name = f"paced-{'claude-' if translated else ''}{streams}"
-    route = CLAUDE_CHAT_ROUTE if translated else OPENAI_ROUTE
+    provider, route = _PACED_TRANSLATED.get(model, ("", OPENAI_ROUTE))
+    title = f"token-paced streams{f' to {provider} (translated)' if provider else ''}, {streams:,} at once"
+    name = f"paced-{f'{provider.lower()}-' if provider else ''}{streams}"
     return Load(name, title, CHAT_PATH, body, streams, "streams/s", True, route=route, paced_streams=streams)
 
 
@@ -228,6 +234,8 @@ LOADS = (
     _paced_load(2000, PACED_GPT_MODEL),
     _paced_load(500, PACED_CLAUDE_MODEL),
     _paced_load(2000, PACED_CLAUDE_MODEL),
+    _paced_load(500, PACED_GEMINI_MODEL),
+    _paced_load(2000, PACED_GEMINI_MODEL),
 )
 PACED_LOADS = tuple(load.name for load in LOADS if load.paced_streams)
 LOADS_BY_NAME = {load.name: load for load in LOADS}

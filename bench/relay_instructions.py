@@ -13,7 +13,9 @@ read of the upstream as one call, as the event loop makes it. The writer's conne
   the chunk reader and the compiled event scan where they are built (llmrelay/providers/_chunkreader.c,
   llmrelay/relay/_eventscan.c), else on the Python path;
 - `claude`: an Anthropic stream translated for an OpenAI client (the paced-claude-* loads): its text deltas
-  through the chunk reader and the compiled text-delta path (AnthropicTextDeltas) where they are built.
+  through the chunk reader and the compiled text-delta path (AnthropicTextDeltas) where they are built;
+- `gemini`: a Gemini stream (alt=sse) translated for an OpenAI client (the paced-gemini-* loads), each event on
+  the Python path (decoded, translated, encoded).
 
 Each path runs under `valgrind --tool=callgrind` twice, for STREAMS_FEW and STREAMS_MANY streams; the difference
 divided by the events relayed in between is the cost of one event, with the interpreter's start and imports
@@ -34,8 +36,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 STREAMS_FEW, STREAMS_MANY = 20, 220
-PATHS = ("openai", "claude")
+PATHS = ("openai", "claude", "gemini")
 SECRET = (b"sk-bench-upstream-key-0123456789",)  # a channel's key, scrubbed from every event as in the gateway
+_FAKE_ROUTES = {"openai": "chat", "claude": "messages", "gemini": "gemini"}  # fake_upstream.paced_reply's kinds
+_PACED_MODELS = {"openai": "gpt-4o-paced", "claude": "claude-sonnet-4-5-paced", "gemini": "gemini-2.0-flash-paced"}
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -86,17 +90,19 @@ def _tap(path: str) -> object:
 
         return OpenAIStreamTap(client_wants_usage=True)
     from llmrelay.formats.anthropic import AnthropicToChatStream
+    from llmrelay.formats.gemini import GeminiToChatStream
     from llmrelay.formats.openai import ChatToOpenAIStream
     from llmrelay.relay.streaming import TranslatingTap
 
-    return TranslatingTap(AnthropicToChatStream(False), ChatToOpenAIStream(True))
+    decoder = AnthropicToChatStream(False) if path == "claude" else GeminiToChatStream(_PACED_MODELS[path])
+    return TranslatingTap(decoder, ChatToOpenAIStream(True))
 
 
 def _reads(path: str) -> list[bytes]:
     """The upstream's reads of one paced stream: one per step of the fake's stream (its first holds the head)."""
     import fake_upstream
 
-    reply = fake_upstream.paced_reply("chat" if path == "openai" else "messages", "claude-sonnet-4-5-paced", True)
+    reply = fake_upstream.paced_reply(_FAKE_ROUTES[path], _PACED_MODELS[path], True)
     return [b"".join(step) for step in reply.steps]
 
 

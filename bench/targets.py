@@ -8,8 +8,9 @@ only. Responses API requests (`POST /v1/responses`) go to the same models: gpt-4
 cannot be installed or started raises Unavailable with the reason, and the run goes on; a route of the loads
 (see loads.py) that a target cannot serve is listed in its Endpoint's `unavailable`, with the reason.
 
-The token-paced loads' models, `gpt-4o-paced` and `claude-sonnet-4-5-paced`, are routed like `gpt-4o` and
-`claude-sonnet-4-5` (the same channels, the same translation) and priced like them where a gateway wants a price;
+The token-paced loads' models, `gpt-4o-paced`, `claude-sonnet-4-5-paced` and `gemini-2.0-flash-paced`, are
+routed like `gpt-4o`, `claude-sonnet-4-5` and `gemini-2.0-flash` (the same channels, the same translation) and
+priced like them where a gateway wants a price;
 their name is all that tells the fake to pace the stream, so it must reach the fake unchanged.
 """
 
@@ -38,6 +39,7 @@ from loads import (
     LOADS,
     MESSAGES_ROUTE,
     PACED_CLAUDE_MODEL,
+    PACED_GEMINI_MODEL,
     PACED_GPT_MODEL,
     Endpoint,
     describe_reply,
@@ -212,7 +214,7 @@ def _channel(name: str, kind: str, base_url: str, models: list[str], extra: str 
 _PROVIDERS = (
     ("fake", "openai", "/v1", ["gpt-4o", "text-embedding-3-small", PACED_GPT_MODEL]),
     ("fake-anthropic", "anthropic", "", [CLAUDE_MODEL, PACED_CLAUDE_MODEL]),  # the anthropic SDK's base URL: no /v1
-    ("fake-gemini", "gemini", "", [GEMINI_MODEL]),  # the fake's root; api_version v1beta by default
+    ("fake-gemini", "gemini", "", [GEMINI_MODEL, PACED_GEMINI_MODEL]),  # the fake's root; api_version v1beta by default
 )
 # llmrelay-routed-*: three channels per model, all to the same fake. Two share the top tier by weight (2:1), so
 # that every request is picked by a weighted draw, the one with max_parallel counting its requests in flight
@@ -252,6 +254,7 @@ def llmrelay_config(upstream_port: int, *, routed: bool) -> str:
         f'  {PACED_GPT_MODEL}: {{input: "2.50", cached_input: "1.25", output: "10", max_output_tokens: 16384}}\n'
         f'  {PACED_CLAUDE_MODEL}: {{input: "3", cached_input: "0.30", cache_write: "3.75", output: "15", '
         "max_output_tokens: 64000}\n"
+        f'  {PACED_GEMINI_MODEL}: {{input: "0.10", cached_input: "0.025", output: "0.40", max_output_tokens: 8192}}\n'
     )
     return "channels:\n" + "".join(channels) + routing + prices
 
@@ -344,6 +347,11 @@ def start_litellm(setup: Setup) -> Target:
                 "model_info": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5},
             },
             {"model_name": GEMINI_MODEL, "litellm_params": {"model": f"gemini/{GEMINI_MODEL}", **gemini}},
+            {
+                "model_name": PACED_GEMINI_MODEL,
+                "litellm_params": {"model": f"gemini/{PACED_GEMINI_MODEL}", **gemini},
+                "model_info": {"input_cost_per_token": 1e-7, "output_cost_per_token": 4e-7},
+            },
         ],
         "litellm_settings": {"telemetry": False},
         "general_settings": {"master_key": master_key},

@@ -12,7 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize(("path", "events_per_stream"), [("openai", 53), ("claude", 56)])
+@pytest.mark.parametrize(("path", "events_per_stream"), [("openai", 53), ("claude", 56), ("gemini", 51)])
 def test_the_measured_run_relays_every_event_of_every_stream(path: str, events_per_stream: int) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH / "relay_instructions.py"), "--relay", path, "--streams", "3"],

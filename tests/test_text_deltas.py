@@ -25,9 +25,14 @@ class PythonOnlyTap(TranslatingTap):
     compiled_feed = None  # the relay then takes every read on the Python path
 
 
+CREATED = 1_790_000_000  # both paths' chunks: the same second, whenever each tap was made
+
+
 def tap(json_tool: bool, include_usage: bool, python_only: bool = False) -> TranslatingTap:
     kind = PythonOnlyTap if python_only else TranslatingTap
-    return kind(AnthropicToChatStream(json_tool), ChatToOpenAIStream(include_usage))
+    decoder = AnthropicToChatStream(json_tool)
+    decoder._created = CREATED
+    return kind(decoder, ChatToOpenAIStream(include_usage))
 
 
 def sse(data: dict) -> bytes:
@@ -74,6 +79,7 @@ OTHER_EVENTS = [
     sse({"type": "ping"}),
     sse({"type": "content_block_stop", "index": 0}),
     message_start("msg_second", "claude-other"),
+    message_start("msg_third", "claude-sonnet-4-5"),  # a new id alone
     message_start("msg_" + TEXT_MARKER, "m"),  # the marker's own JSON in the template: no compiled path
     sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
 ]

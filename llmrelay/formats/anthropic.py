@@ -797,6 +797,7 @@ class AnthropicToChatStream:
         self._json_tool = json_tool
         self._id = ""
         self._model = ""
+        self.text_chunk_version = 0  # counts the changes to what `text_chunk` gives (message_start's id and model)
         self._created = int(time.time())
         self._usage = _UsageFields()
         self._tool_index: dict[Any, int] = {}  # content-block index → tool-call index, or _JSON_ANSWER
@@ -831,6 +832,7 @@ class AnthropicToChatStream:
             message = data.get("message") if isinstance(data.get("message"), dict) else {}
             self._id = message["id"] if isinstance(message.get("id"), str) else ""
             self._model = message["model"] if isinstance(message.get("model"), str) else ""
+            self.text_chunk_version += 1
             self.usage = self._usage.update(message.get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "message_delta":

@@ -40,7 +40,7 @@ import functools
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -79,6 +79,11 @@ from llmrelay.formats.openai import (
 )
 from llmrelay.metering.pricing import Usage
 from llmrelay.relay.errors import RelayError
+
+try:
+    from llmrelay.relay._eventscan import GeminiTextDeltas
+except ImportError:  # built without a C compiler: every event takes the Python path (setup.py)
+    GeminiTextDeltas = None
 
 # Gemini finishReason → OpenAI finish_reason; STOP with a function call becomes tool_calls, and anything
 # not listed (OTHER, MALFORMED_FUNCTION_CALL, LANGUAGE, ...) ends the reply as stop.
@@ -1160,11 +1165,16 @@ class GeminiToChatStream:
     choice. Gemini sends a function call whole in one part, so it becomes one complete tool-call delta. A
     stream has no terminator: it ends properly with a finishReason (or a blocked prompt). usageMetadata is
     cumulative, so the latest one is the stream's usage.
+
+    The usual event, one piece of text, may take the compiled path instead (`compiled_text_deltas`,
+    relay/_eventscan.c), which keeps its usageMetadata as the JSON it came in; whichever of the two saw the later
+    one holds the stream's usage.
     """
 
     __slots__ = (
         "_called",
         "_calls",
+        "_compiled",
         "_created",
         "_id",
         "_metadata",
@@ -1173,9 +1183,14 @@ class GeminiToChatStream:
         "_started",
         "done",
         "error_message",
+        "text_chunk_version",
     )
 
     def __init__(self, model: str) -> None:
+        # Counts the changes to what `text_chunk` gives: the model, and the first candidate's first text (the id is
+        # set by then, and not changed after).
+        self.text_chunk_version = 0
+        self._compiled: Any = None  # the compiled path, where compiled_text_deltas made one
         self._metadata: dict[str, Any] | None = None  # the latest usageMetadata, read once the stream ends
         self.done = False
         self.error_message: str | None = None
@@ -1191,7 +1206,29 @@ class GeminiToChatStream:
     def usage(self) -> Usage | None:
         """The stream's usage: Gemini repeats a cumulative usageMetadata on every event, so only the last one
         is converted, when it is asked for."""
+        relayed = self._compiled.usage if self._compiled is not None else None
+        if relayed is not None:
+            return usage_from_gemini(orjson.loads(relayed))
         return usage_from_gemini(self._metadata) if self._metadata is not None else None
+
+    def text_chunk(self, text: str) -> dict[str, Any] | None:
+        """The chunk a response holding only `text` for the first candidate gives in the stream's current state;
+        None until that candidate has had its role and a text (its first chunk differs, and the Python path
+        keeps that it spoke) and the completion its id."""
+        if not self._id or 0 not in self._started or 0 not in self._said:
+            return None
+        return choice_chunk(self._id, self._created, self._model, 0, {"content": text}, None)
+
+    def compiled_text_deltas(
+        self, texts: list[str | bytes], secrets: tuple[bytes, ...], partial: bytearray
+    ) -> Callable[[bytes], bytes | None] | None:
+        """The compiled path for this stream's usual event, one piece of text (relay/_eventscan.c); None when
+        the extension was not built. TranslatingTap sets its template from `text_chunk`."""
+        if GeminiTextDeltas is None:
+            return None
+        self._compiled = GeminiTextDeltas(texts, secrets, partial)
+        self._compiled.model = orjson.dumps(self._model)[1:-1]
+        return self._compiled
 
     def _chunk(self, index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         if index not in self._started:
@@ -1210,11 +1247,17 @@ class GeminiToChatStream:
             return []
         if not self._id and isinstance(data.get("responseId"), str) and data["responseId"]:
             self._id = _completion_id(data["responseId"])
-        if isinstance(data.get("modelVersion"), str) and data["modelVersion"]:
-            self._model = data["modelVersion"]
+        model = data.get("modelVersion")
+        if isinstance(model, str) and model and model != self._model:
+            self._model = model
+            self.text_chunk_version += 1
+            if self._compiled is not None:
+                self._compiled.model = orjson.dumps(model)[1:-1]
         metadata = data.get("usageMetadata")
         if isinstance(metadata, dict):
             self._metadata = metadata
+            if self._compiled is not None:
+                self._compiled.usage = None  # this one is the later
         chunks: list[dict[str, Any]] = []
         candidates = data.get("candidates")
         if isinstance(candidates, list) and candidates:
@@ -1236,7 +1279,9 @@ class GeminiToChatStream:
             delta["reasoning_content"] = "".join(thoughts)
         if texts:
             delta["content"] = "".join(texts)
-            self._said.add(index)
+            if index not in self._said:
+                self._said.add(index)
+                self.text_chunk_version += 1
         if calls:
             self._called.add(index)
             first = self._calls.get(index, 0)

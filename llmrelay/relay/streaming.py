@@ -107,10 +107,11 @@ class EventRelay:
 
     This runs for every event, tens of thousands of times a second (with 2,000 token-paced streams the relay's
     Python per event was as much as the kernel's read of it). The usual read, one whole event, is relayed by one
-    compiled call where the tap offers one (the OpenAI passthrough's one-line event; an Anthropic text delta for an
-    OpenAI client), else, when it is one line, recognised here without a call to the splitter. With that
-    compiled call and a body writer that takes framed chunks, `whole_chunks` lets the upstream connection's chunk
-    reader relay such events straight from its reads, without calling `feed` at all (providers/connections.py)."""
+    compiled call where the tap offers one (the OpenAI passthrough's one-line event; an Anthropic text delta or a
+    Gemini response of one text, for an OpenAI client), else, when it is one line, recognised here without a call
+    to the splitter. With that compiled call and a body writer that takes framed chunks, `whole_chunks` lets the
+    upstream connection's chunk reader relay such events straight from its reads, without calling `feed` at all
+    (providers/connections.py)."""
 
     __slots__ = (
         "_compiled",
@@ -196,7 +197,7 @@ class TranslatingTap:
     """A stream tap for a client whose format differs from the upstream's: the upstream's decoder turns
     each event into internal chunks, the client's encoder writes them in the client's format."""
 
-    __slots__ = ("_compiled", "_decoder", "_encoder", "_template_chunk", "_texts")
+    __slots__ = ("_compiled", "_decoder", "_encoder", "_template_version", "_template_waits", "_texts")
 
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self._decoder = decoder
@@ -206,7 +207,8 @@ class TranslatingTap:
         # path keeps a text as its JSON string's content (bytes), decoded only if it is counted.
         self._texts: list[str | bytes] = []
         self._compiled: Any = None
-        self._template_chunk: object = None  # the text chunk the compiled path's template was made for
+        self._template_version = -1  # the decoder's text_chunk_version the template was made for
+        self._template_waits = False  # there is a text chunk, but the encoder could not yet make its template
 
     @property
     def usage(self) -> Usage | None:
@@ -222,12 +224,17 @@ class TranslatingTap:
 
     def compiled_feed(self, secrets: tuple[bytes, ...], partial: bytearray) -> Callable[[bytes], bytes | None] | None:
         """`feed` for the upstream's usual event, a text delta, compiled, where the decoder has such a path and
-        the encoder can say what its event for a text chunk looks like (Anthropic's stream to an OpenAI client):
-        the client's event is that template around the delta's text, copied without decoding. The template
-        follows the stream's state: it is set again after every event `feed` takes. None where there is no such
-        path; see OpenAIStreamTap.compiled_feed for `secrets` and `partial`."""
+        the encoder can say what its event for a text chunk looks like (Anthropic's or Gemini's stream to an OpenAI
+        client): the client's event is that template around the delta's text, copied without decoding. The
+        template follows the stream's state: it is made again after an event `feed` takes that changed what a text
+        chunk depends on (the decoder's `text_chunk_version`). None where there is no such path; see
+        OpenAIStreamTap.compiled_feed for `secrets` and `partial`."""
         make = getattr(self._decoder, "compiled_text_deltas", None)
-        if make is None or not hasattr(self._decoder, "text_chunk") or not hasattr(self._encoder, "event_template"):
+        if (
+            make is None
+            or not hasattr(self._decoder, "text_chunk_version")
+            or not hasattr(self._encoder, "event_template")
+        ):
             return None
         self._compiled = make(self._texts, secrets, partial)
         if self._compiled is not None:
@@ -235,15 +242,12 @@ class TranslatingTap:
         return self._compiled
 
     def _set_template(self) -> None:
-        """The template for the stream's state now. Encoding it is the costly part, and is done again only when the
-        text chunk has changed (message_start's id) or there was none yet (the encoder had not seen the stream's
-        first chunk): a stream whose events mostly take the Python path (tool calls, thinking) pays a comparison."""
-        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]  # checked in compiled_feed
-        if chunk is not None and chunk == self._template_chunk and self._compiled.template is not None:
-            return
-        self._template_chunk = chunk
-        encode = self._encoder.event_template  # type: ignore[attr-defined]
-        self._compiled.template = None if chunk is None else encode(chunk, _MARKER_JSON)
+        """The template for the stream's state now: the encoder's event for the decoder's text chunk."""
+        self._template_version = self._decoder.text_chunk_version  # type: ignore[attr-defined]  # compiled_feed
+        chunk = self._decoder.text_chunk(TEXT_MARKER)  # type: ignore[attr-defined]
+        template = None if chunk is None else self._encoder.event_template(chunk, _MARKER_JSON)  # type: ignore[attr-defined]
+        self._compiled.template = template
+        self._template_waits = chunk is not None and template is None  # until the encoder has seen the first chunk
 
     def feed(self, event: bytes) -> bytes | None:
         chunks = self._decoder.feed(event)
@@ -252,8 +256,13 @@ class TranslatingTap:
             self._texts += generated_texts(chunks)
             encode = self._encoder.feed
             out = b"".join([encode(chunk) for chunk in chunks]) or None
-        if self._compiled is not None:
-            self._set_template()  # this event may have changed what a text delta gives (message_start's id)
+        # The template again where this event changed what a text gives (an id, a model), or the encoder can now
+        # make it: a stream whose events mostly take this path (tool calls, thinking, a burst read whole) pays a
+        # comparison per event, not a chunk's encoding.
+        if self._compiled is not None and (
+            self._template_waits or self._decoder.text_chunk_version != self._template_version  # type: ignore[attr-defined]
+        ):
+            self._set_template()
         return out
 
     def finish(self, usage: Usage) -> bytes:
