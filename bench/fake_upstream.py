@@ -426,16 +426,13 @@ def _paced_anthropic_stream(model: str) -> Paced:
 
 def _paced_gemini_stream(model: str, sse: bool) -> Paced:
     """Gemini's stream, paced: each response carries one piece of text and the usage so far, as Google's do; the
-    last one has no text left, only the finish reason and the whole usage. With alt=sse each is an event (Google
-    ends each SSE line with CRLF); without, each is the next element of one JSON array, as Google streams it."""
+    last one has no text left, only the finish reason and the whole usage."""
     events = PACING.events
     responses = [_json(_gemini_response(model, "word ", index + 1, False)) for index in range(events)]
-    responses.append(_json(_gemini_response(model, "", events, True)))
+    pieces = _gemini_stream_pieces([*responses, _json(_gemini_response(model, "", events, True))], sse)
     if sse:
-        content = [b"data: " + response + b"\r\n\r\n" for response in responses]
-        return _paced_steps([], content[:-1], content[-1:])
-    elements = [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:])]
-    return _paced_steps([], elements[:-1], [elements[-1], b"\n]"], GEMINI_ARRAY_HEAD)
+        return _paced_steps([], pieces[:-1], pieces[-1:])
+    return _paced_steps([], pieces[:-2], pieces[-2:], GEMINI_ARRAY_HEAD)  # the last response with the closing `]`
 
 
 def _is_paced(model: object) -> bool:
@@ -614,12 +611,18 @@ def _gemini_reply(model: str, action: bytes, sse: bool) -> bytes | Paced:
         )
     if _is_paced(model):
         return paced_reply("gemini", model, sse)
-    responses = _gemini_stream_responses(model)
-    if sse:  # Google ends each SSE line with CRLF
-        return _chunked_sse_response([b"data: " + response + b"\r\n\r\n" for response in responses])
-    # Without alt=sse: one JSON array, written element by element, as Google streams it.
-    pieces = [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:]), b"\n]"]
-    return GEMINI_ARRAY_HEAD + b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    pieces = _gemini_stream_pieces(_gemini_stream_responses(model), sse)
+    if sse:
+        return _chunked_sse_response(pieces)
+    return GEMINI_ARRAY_HEAD + b"".join(_frame(piece) for piece in pieces) + CHUNKED_END
+
+
+def _gemini_stream_pieces(responses: list[bytes], sse: bool) -> list[bytes]:
+    """A stream's responses as Google writes them: with alt=sse, each an event (Google ends each SSE line with
+    CRLF); without, one JSON array written element by element, its closing `]` a piece of its own."""
+    if sse:
+        return [b"data: " + response + b"\r\n\r\n" for response in responses]
+    return [b"[" + responses[0], *(b"\n,\r\n" + response for response in responses[1:]), b"\n]"]
 
 
 GEMINI_ARRAY_HEAD = (

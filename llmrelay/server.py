@@ -18,9 +18,8 @@ client's connection is lost, where through ASGI a task per request would wait on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -86,18 +85,11 @@ class DirectBody(GatheredBody):
             await self.cycle.send({"type": "http.response.body", "body": tail, "more_body": False})
         self.push()
 
-    @contextlib.contextmanager
-    def gathered(self) -> Iterator[None]:
-        """What uvicorn's `send` writes meanwhile (a response's head, its last chunk) joins the pending chunks, to go
-        out in the same write as them: a stream's head with its first event (one write fewer a stream, and one
-        wake-up of the client), and its end with any events the turn has not written yet."""
-        cycle = self.cycle
-        transport = cycle.transport
-        cycle.transport = _GatheredTransport(self, transport)
-        try:
-            yield
-        finally:
-            cycle.transport = transport
+    def gathered(self) -> _GatheredTransport:
+        """What uvicorn's `send` writes within this `with` (a response's head, its last chunk) joins the pending
+        chunks, to go out in the same write as them: a stream's head with its first event (one write fewer a
+        stream, and one wake-up of the client), and its end with any events the turn has not written yet."""
+        return _GatheredTransport(self)
 
 
 class _GatheredTransport:
@@ -105,9 +97,15 @@ class _GatheredTransport:
 
     __slots__ = ("_body", "_transport")
 
-    def __init__(self, body: DirectBody, transport: asyncio.Transport) -> None:
+    def __init__(self, body: DirectBody) -> None:
         self._body = body
-        self._transport = transport
+        self._transport: asyncio.Transport = body.cycle.transport
+
+    def __enter__(self) -> None:
+        self._body.cycle.transport = self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._body.cycle.transport = self._transport
 
     def write(self, data: bytes) -> None:
         self._body.write_chunk(data)

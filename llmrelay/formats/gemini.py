@@ -1213,9 +1213,9 @@ class GeminiToChatStream:
 
     def text_chunk(self, text: str) -> dict[str, Any] | None:
         """The chunk a response holding only `text` for the first candidate gives in the stream's current state;
-        None until that candidate has had its role and a text (its first chunk differs, and the Python path
-        keeps that it spoke) and the completion its id."""
-        if not self._id or 0 not in self._started or 0 not in self._said:
+        None until that candidate has had a text (its first chunk, which also carries its role and sets the
+        completion's id, differs, and the Python path keeps that it spoke)."""
+        if 0 not in self._said:
             return None
         return choice_chunk(self._id, self._created, self._model, 0, {"content": text}, None)
 
