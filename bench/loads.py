@@ -272,6 +272,7 @@ class PacedFigures:
     client_cpu_seconds: float
     peak_rss_mib: float  # the target's tree, its processes' VmHWM reset before the load (where allowed)
     unfinished: int  # users whose stream was still running DRAIN_SECONDS after the window (not counted)
+    worker_cpu_seconds: tuple[float, ...] = ()  # each busy process of the target's tree, largest first
 
     def percent_of_core(self, cpu_seconds: float, seconds: float) -> float:
         return cpu_seconds / seconds * 100 if seconds > 0 else math.nan
@@ -279,6 +280,10 @@ class PacedFigures:
     @property
     def cpu_us_per_event(self) -> float:
         return self.gateway_cpu_seconds * 1e6 / self.events if self.events else math.nan
+
+    def cores_for_rate(self, streams: int, per_second: float) -> float:
+        """The cores the target would need for `per_second` streams at the CPU per stream it used here."""
+        return self.gateway_cpu_seconds / streams * per_second if streams else math.nan
 
 
 def run_wrk(endpoint: Endpoint, load: Load, duration: float, cpu: int | None) -> LoadResult:

@@ -10,7 +10,8 @@ Per stream: time to first event (the first body bytes holding `data:`), whole-st
 body's end), its `data:` events, and whether it is complete (the load's closing event, and usage) or why it
 failed: `non2xx`, `incomplete`, `read` (the connection closed mid-stream), `timeout`, `connect`. A stream counts
 in the window when it ended inside it. Over the window it also reads the CPU (user+system, /proc) of the gateway's
-process tree, of the fake upstream's and of itself, so that the reader sees which core was the limit.
+process tree (and of each of its busy processes: a multi-worker gateway's workers), of the fake upstream's and of
+itself, so that the reader sees which core was the limit and how the workers shared the load.
 
 The per-event work is one `bytearray +=`, a `count(b"data:")` and an `endswith` on the bytes received (asyncio
 Protocol on uvloop, no StreamReader); everything else happens once per stream. Run by run.py as a subprocess
@@ -43,10 +44,11 @@ from loads import (
     percentile,
     stream_complete,
 )
-from procs import cpu_seconds, peak_rss_mib, pinned, reset_peak_rss
+from procs import busy_shares, cpu_seconds, cpu_seconds_by_process, peak_rss_mib, pinned, reset_peak_rss
 
 CHUNKED_END = b"\r\n0\r\n\r\n"  # the last bytes of a chunked body (no trailers), after the last chunk's data
 STREAM_TIMEOUT_SECONDS = 120.0
+BUSY_PROCESS_SHARE = 0.02  # of a core over the window: a gateway process using less is not counted as a worker
 DRAIN_SECONDS = 30.0  # how long the streams still running after the window are given to end
 
 
@@ -162,6 +164,7 @@ class Run:
         self.tally = Tally()
         self.window = Window()
         self.cpu: dict[str, float] = {}
+        self.gateway_processes: dict[str, dict[int, float]] = {}
 
     async def user(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -215,6 +218,7 @@ class Run:
 
     def _sample_cpu(self, suffix: str) -> None:
         self.cpu["gateway" + suffix] = cpu_seconds(self.args.gateway_pid)
+        self.gateway_processes[suffix] = cpu_seconds_by_process(self.args.gateway_pid)
         self.cpu["upstream" + suffix] = cpu_seconds(self.args.upstream_pid)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu["client" + suffix] = usage.ru_utime + usage.ru_stime
@@ -245,6 +249,8 @@ class Run:
     def summary(self) -> dict[str, object]:
         tally, seconds = self.tally, self.window.end - self.window.start
         cpu = {name: self.cpu.get(f"{name}_end", 0.0) - self.cpu.get(f"{name}_start", 0.0) for name in self._roles()}
+        processes = self.gateway_processes
+        workers = busy_shares(processes.get("_start", {}), processes.get("_end", {}), BUSY_PROCESS_SHARE * seconds)
         return {
             "seconds": seconds,
             "ok": tally.ok,
@@ -255,6 +261,7 @@ class Run:
             "whole_p50_ms": percentile(tally.whole, 50) * 1000,
             "whole_p99_ms": percentile(tally.whole, 99) * 1000,
             "cpu_seconds": cpu,
+            "gateway_worker_cpu_seconds": workers,
             "unfinished": tally.unfinished,
         }
 
@@ -312,6 +319,7 @@ def run_paced(
             gateway_cpu_seconds=cpu_used["gateway"],
             upstream_cpu_seconds=cpu_used["upstream"],
             client_cpu_seconds=cpu_used["client"],
+            worker_cpu_seconds=tuple(out["gateway_worker_cpu_seconds"]),
             peak_rss_mib=peak_rss_mib(gateway),
             unfinished=out["unfinished"],
         ),

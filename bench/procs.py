@@ -136,6 +136,25 @@ def cpu_seconds(roots: Iterable[int]) -> float:
     return ticks / CLOCK_TICKS_PER_SECOND
 
 
+def cpu_seconds_by_process(roots: Iterable[int]) -> dict[int, float]:
+    """Each live process of the trees with its own user+system CPU (its reaped children's not included): how a
+    multi-worker target's work is shared among its workers."""
+    used = {}
+    for root in roots:
+        for pid in process_tree(root):
+            fields = _read_stat(pid)
+            if fields is not None:
+                used[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    return used
+
+
+def busy_shares(before: dict[int, float], after: dict[int, float], least: float) -> list[float]:
+    """The CPU seconds each process used between two `cpu_seconds_by_process` readings, largest first, leaving
+    out the processes that used less than `least` (a supervisor that only waits on its workers)."""
+    used = (after[pid] - before.get(pid, 0.0) for pid in after)
+    return sorted((seconds for seconds in used if seconds >= least), reverse=True)
+
+
 def _status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

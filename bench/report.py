@@ -25,6 +25,7 @@ from loads import (
     OPENAI_ROUTE,
     RESPONSES_ROUTES,
     LoadResult,
+    PacedFigures,
 )
 
 CLAUDE_ROUTES = frozenset({CLAUDE_CHAT_ROUTE, MESSAGES_ROUTE})
@@ -239,8 +240,13 @@ PACED_INTRO = (
     "starts spread over one stream's length, then {duration:g} s measured; a stream counts when it ends in that "
     "window. TTFE = time to the first `data:` event; whole = the whole stream. CPU % of a core and CPU µs/event "
     "(per `data:` event the client received): the target's process tree over the window (user+system). Peak RSS: "
-    "the target's VmHWM, reset before the load. Upstream / client: the fake's and the client's CPU over the window "
-    "(they share the load core, except the fake as `direct`): near 100% together, that core is the limit."
+    "the target's VmHWM, reset before the load. A target with several workers shows each busy process's share of "
+    "its CPU in brackets. Cores for direct's rate: the target's CPU per stream times direct's streams/s, the CPU it "
+    "would need to keep pace with direct (measured at the load's own rate; a saturated target batches more, so "
+    "this is a floor): above 1.00 a one-worker target cannot keep up on its core. Upstream / client: the fake's "
+    "and the client's CPU over the window; load core %: the two together, the core they share (the client alone "
+    "for `direct`, whose fake moves to the gateway's core). Near 100 the load core is the limit: its queues, not "
+    "the target, then set the first-event times."
 )
 
 
@@ -256,10 +262,12 @@ def paced_table(results: Results) -> list[str]:
         "added TTFE p99 ms",
         "whole p50 / p99 s",
         "CPU % of a core",
+        "cores for direct's rate",
         "CPU µs/event",
         "µs/event vs passthrough",
         "peak RSS MiB",
         "upstream / client CPU %",
+        "load core %",
         "errors / streams",
     ]
     rows = []
@@ -297,6 +305,10 @@ def paced_table(results: Results) -> list[str]:
             failed, total = results.errors(target, load.name)
             upstream_cpu = paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds)
             client_cpu = paced.percent_of_core(paced.client_cpu_seconds, result.seconds)
+            load_core = client_cpu if target == "direct" else upstream_cpu + client_cpu  # direct's fake is not there
+            needed = (
+                _number(paced.cores_for_rate(result.requests, baseline.per_second), 2) if baseline is not None else "-"
+            )
             rows.append(
                 [
                     load.name,
@@ -306,15 +318,26 @@ def paced_table(results: Results) -> list[str]:
                     f"{_number(paced.ttfe_p50_ms, 1)} / {_number(paced.ttfe_p99_ms, 1)}",
                     added,
                     f"{_number(result.p50_ms / 1000, 2)} / {_number(result.p99_ms / 1000, 2)}",
-                    _number(paced.percent_of_core(paced.gateway_cpu_seconds, result.seconds), 0),
+                    _cpu_with_workers(paced, result.seconds),
+                    needed,
                     _number(paced.cpu_us_per_event, 1),
                     ratio,
                     _number(paced.peak_rss_mib, 0),
                     f"{_number(upstream_cpu, 0)} / {_number(client_cpu, 0)}",
+                    _number(load_core, 0),
                     f"{failed:,} / {total:,}" + (f" ({_escape(result.error_kinds)})" if result.error_kinds else ""),
                 ]
             )
     return _table(header, rows) if rows else []
+
+
+def _cpu_with_workers(paced: PacedFigures, seconds: float) -> str:
+    """The target's CPU as % of a core; with several busy processes (workers), each one's share too."""
+    whole = _number(paced.percent_of_core(paced.gateway_cpu_seconds, seconds), 0)
+    if len(paced.worker_cpu_seconds) < 2:
+        return whole
+    shares = " + ".join(_number(paced.percent_of_core(used, seconds), 0) for used in paced.worker_cpu_seconds)
+    return f"{whole} ({shares})"
 
 
 def _signed(value: float, digits: int, unit: str = "") -> str:

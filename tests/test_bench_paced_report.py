@@ -1,0 +1,92 @@
+"""The bench's token-paced table (bench/report.py): the figures that tell which core limited a run, and how a
+multi-worker target shared the load, computed from what the paced client measured."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from loads import LoadResult, PacedFigures  # the bench's modules, run from bench/ as scripts
+from procs import busy_shares, cpu_seconds_by_process
+from report import Measured, Results, paced_table
+
+SECONDS = 5.0
+
+
+def paced(streams: int, gateway: float, upstream: float, client: float, workers: tuple[float, ...] = ()) -> Measured:
+    """A paced run of SECONDS: `streams` ended in the window, 53 events each; CPU seconds as given."""
+    figures = PacedFigures(
+        ttfe_p50_ms=1.0,
+        ttfe_p99_ms=10.0,
+        events=streams * 53,
+        gateway_cpu_seconds=gateway,
+        upstream_cpu_seconds=upstream,
+        client_cpu_seconds=client,
+        peak_rss_mib=80.0,
+        unfinished=0,
+        worker_cpu_seconds=workers,
+    )
+    result = LoadResult(streams, SECONDS, 1000.0, 1010.0, 0, "", figures)
+    return Measured(result, gateway * 1000 / streams)
+
+
+def rows(results: Results) -> dict[str, dict[str, str]]:
+    """The paced table as {target: {column: cell}}."""
+    table = paced_table(results)
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    by_target = {}
+    for line in table[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        by_target[cells[1]] = dict(zip(header, cells, strict=True))
+    return by_target
+
+
+def results_of(runs: dict[str, Measured]) -> Results:
+    results = Results(targets=list(runs), loads=["paced-2000"], rounds=1, placement="")
+    for target, measured in runs.items():
+        results.add(target, "paced-2000", measured)
+    return results
+
+
+def test_cores_for_directs_rate_scale_the_targets_cpu_per_stream_to_directs_streams_a_second() -> None:
+    # direct: 10,000 streams in 5 s (2,000/s). The gateway: 8,000 streams on 4.9 s of CPU, 0.6125 ms a stream,
+    # so direct's 2,000 streams/s would take 1.225 cores: one worker cannot keep up.
+    table = rows(results_of({"direct": paced(10_000, 3.8, 3.8, 3.4), "llmrelay-1w": paced(8_000, 4.9, 3.1, 1.5)}))
+    assert table["llmrelay-1w"]["cores for direct's rate"] == "1.23"
+    assert table["llmrelay-1w"]["of direct"] == "80%"
+    assert table["direct"]["cores for direct's rate"] == "-"
+
+
+def test_load_core_is_upstream_and_client_together_but_the_client_alone_for_direct() -> None:
+    table = rows(results_of({"direct": paced(10_000, 3.8, 3.8, 3.4), "llmrelay-1w": paced(8_000, 4.9, 3.1, 1.5)}))
+    assert table["llmrelay-1w"]["upstream / client CPU %"] == "62 / 30"
+    assert table["llmrelay-1w"]["load core %"] == "92"
+    # As the target, the fake runs on the gateway's core: the load core holds the client only.
+    assert table["direct"]["load core %"] == "68"
+
+
+def test_a_multi_worker_target_shows_each_workers_share_of_its_cpu() -> None:
+    runs = {
+        "direct": paced(2_500, 0.9, 0.9, 0.9),
+        "llmrelay-1w": paced(2_500, 2.1, 1.0, 0.9, workers=(2.1,)),
+        "llmrelay-2w": paced(2_500, 2.6, 1.0, 0.9, workers=(1.35, 1.25)),
+    }
+    table = rows(results_of(runs))
+    assert table["llmrelay-2w"]["CPU % of a core"] == "52 (27 + 25)"
+    assert table["llmrelay-1w"]["CPU % of a core"] == "42"
+
+
+def test_busy_shares_count_each_processs_own_cpu_and_leave_out_the_idle_ones() -> None:
+    before = {1: 0.5, 2: 10.0, 3: 20.0}
+    after = {1: 0.51, 2: 11.25, 3: 21.5, 4: 0.75}  # 4 started in the window
+    assert busy_shares(before, after, least=0.1) == [1.5, 1.25, 0.75]
+    assert busy_shares(before, after, least=1.3) == [1.5]
+
+
+def test_cpu_seconds_by_process_reads_this_process_and_its_children() -> None:
+    read = cpu_seconds_by_process([os.getpid()])
+    assert os.getpid() in read
+    assert read[os.getpid()] > 0  # the test run itself has used CPU
+    assert all(seconds >= 0 for seconds in read.values())
