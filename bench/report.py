@@ -301,7 +301,8 @@ def paced_table(results: Results) -> list[str]:
             ratio = "-"
             if load.name != passthrough and other is not None and other.result.paced is not None:
                 base = other.result.paced.cpu_us_per_event
-                ratio = f"{paced.cpu_us_per_event / base:.2f}x" if base and not math.isnan(base) else "n/a"
+                mine = paced.cpu_us_per_event
+                ratio = f"{mine / base:.2f}x" if base and not math.isnan(base) and not math.isnan(mine) else "n/a"
             failed, total = results.errors(target, load.name)
             upstream_cpu = paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds)
             client_cpu = paced.percent_of_core(paced.client_cpu_seconds, result.seconds)

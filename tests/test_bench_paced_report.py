@@ -15,12 +15,14 @@ from report import Measured, Results, paced_table
 SECONDS = 5.0
 
 
-def paced(streams: int, gateway: float, upstream: float, client: float, workers: tuple[float, ...] = ()) -> Measured:
-    """A paced run of SECONDS: `streams` ended in the window, 53 events each; CPU seconds as given."""
+def paced(
+    streams: int, gateway: float, upstream: float, client: float, workers: tuple[float, ...] = (), events: int = 53
+) -> Measured:
+    """A paced run of SECONDS: `streams` ended in the window, `events` each; CPU seconds as given."""
     figures = PacedFigures(
         ttfe_p50_ms=1.0,
         ttfe_p99_ms=10.0,
-        events=streams * 53,
+        events=streams * events,
         gateway_cpu_seconds=gateway,
         upstream_cpu_seconds=upstream,
         client_cpu_seconds=client,
@@ -32,21 +34,24 @@ def paced(streams: int, gateway: float, upstream: float, client: float, workers:
     return Measured(result, gateway * 1000 / streams)
 
 
-def rows(results: Results) -> dict[str, dict[str, str]]:
-    """The paced table as {target: {column: cell}}."""
+def rows(results: Results, load: str = "paced-2000") -> dict[str, dict[str, str]]:
+    """The paced table's rows of one load as {target: {column: cell}}."""
     table = paced_table(results)
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     by_target = {}
     for line in table[2:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        by_target[cells[1]] = dict(zip(header, cells, strict=True))
+        if cells[0] == load:
+            by_target[cells[1]] = dict(zip(header, cells, strict=True))
     return by_target
 
 
-def results_of(runs: dict[str, Measured]) -> Results:
-    results = Results(targets=list(runs), loads=["paced-2000"], rounds=1, placement="")
+def results_of(runs: dict[str, Measured], load: str = "paced-2000", results: Results | None = None) -> Results:
+    if results is None:
+        results = Results(targets=list(runs), loads=[], rounds=1, placement="")
+    results.loads.append(load)
     for target, measured in runs.items():
-        results.add(target, "paced-2000", measured)
+        results.add(target, load, measured)
     return results
 
 
@@ -76,6 +81,15 @@ def test_a_multi_worker_target_shows_each_workers_share_of_its_cpu() -> None:
     table = rows(results_of(runs))
     assert table["llmrelay-2w"]["CPU % of a core"] == "52 (27 + 25)"
     assert table["llmrelay-1w"]["CPU % of a core"] == "42"
+
+
+def test_a_target_that_relayed_no_events_has_no_ratio_to_the_passthrough() -> None:
+    # Portkey's Gemini streams end without [DONE]: none counts, so it has no CPU per event to compare.
+    passthrough = results_of({"direct": paced(10_000, 3.8, 3.8, 3.4), "portkey": paced(1_000, 4.9, 0.6, 0.5)})
+    translated = {"direct": paced(10_000, 3.9, 3.9, 3.4), "portkey": paced(1_000, 4.9, 0.6, 0.5, events=0)}
+    table = rows(results_of(translated, "paced-gemini-2000", passthrough), "paced-gemini-2000")
+    assert table["portkey"]["µs/event vs passthrough"] == "n/a"
+    assert table["direct"]["µs/event vs passthrough"] == "1.03x"
 
 
 def test_busy_shares_count_each_processs_own_cpu_and_leave_out_the_idle_ones() -> None:
