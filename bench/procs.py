@@ -24,9 +24,61 @@ def usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
-    """Prefix a command with taskset so that it and every child it forks stay on one core."""
-    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
+def pinned(argv: Sequence[str], cpus: int | Sequence[int] | None) -> list[str]:
+    """Prefix a command with taskset so that it and every child it forks stay on these cores (None or none: as
+    it is)."""
+    if cpus is None:
+        return list(argv)
+    chosen = [cpus] if isinstance(cpus, int) else list(cpus)
+    return ["taskset", "-c", ",".join(map(str, chosen)), *argv] if chosen else list(argv)
+
+
+@dataclass(frozen=True)
+class Cpus:
+    """Where the bench's processes run. `load`: wrk, the TTFB and paced clients and the harness; `upstream`: the
+    fake upstream (the load core itself on a 2-core box); `gateway`: the cores of the target under test, one per
+    worker as far as they go. None and () mean no pinning."""
+
+    load: int | None
+    upstream: int | None
+    gateway: tuple[int, ...]
+
+    @property
+    def shared_load_core(self) -> bool:
+        """The fake upstream and the load generator share a core (a 2-core box)."""
+        return self.upstream == self.load
+
+    def for_target(self, workers: int) -> tuple[int, ...]:
+        """The cores a target with this many worker processes gets: one each while there are enough."""
+        return self.gateway[: max(1, workers)]
+
+    def describe(self) -> str:
+        if not self.gateway:
+            return "fewer than 2 cores (or no taskset): nothing pinned"
+        cores = ", ".join(map(str, self.gateway))
+        gateway = (
+            f"CPU {cores}" if len(self.gateway) == 1 else f"CPUs {cores} (a target's workers share as many as it has)"
+        )
+        upstream = (
+            f"the fake upstream shares CPU {self.load} with wrk"
+            if self.shared_load_core
+            else f"the fake upstream on CPU {self.upstream}"
+        )
+        return (
+            f"wrk and the TTFB and paced clients on CPU {self.load}, the gateway under test on {gateway}; {upstream}, "
+            f"except as the `direct` target, when it moves to CPU {self.gateway[0]}"
+        )
+
+
+def choose_cpus(cpus: Sequence[int], can_pin: bool) -> Cpus:
+    """The placement for the cores this process may use: on 2 cores the load generator and the fake upstream
+    share one and the gateway has the other; with 3 or more the fake upstream gets a core of its own and the
+    gateway the rest, so that neither the load side nor a multi-worker gateway is held to one core."""
+    if len(cpus) < 2 or not can_pin:
+        return Cpus(None, None, ())
+    if len(cpus) == 2:
+        return Cpus(cpus[0], cpus[0], (cpus[1],))
+    return Cpus(cpus[0], cpus[1], tuple(cpus[2:]))
 
 
 @dataclass

@@ -48,6 +48,7 @@ class Results:
     loads: list[str]  # the names of the loads selected for this run
     rounds: int
     placement: str
+    shared_load_core: bool = True  # the fake upstream runs on the load generator's core (a 2-core box)
     versions: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # target -> why it could not be started
     unavailable_loads: dict[tuple[str, str], str] = field(default_factory=dict)  # (target, load) -> why not served
@@ -244,9 +245,10 @@ PACED_INTRO = (
     "its CPU in brackets. Cores for direct's rate: the target's CPU per stream times direct's streams/s, the CPU it "
     "would need to keep pace with direct (measured at the load's own rate; a saturated target batches more, so "
     "this is a floor): above 1.00 a one-worker target cannot keep up on its core. Upstream / client: the fake's "
-    "and the client's CPU over the window; load core %: the two together, the core they share (the client alone "
-    "for `direct`, whose fake moves to the gateway's core). Near 100 the load core is the limit: its queues, not "
-    "the target, then set the first-event times."
+    "and the client's CPU over the window; load core %: the busiest core of the load side, which on a 2-core box "
+    "is the two together on the core they share (the client alone for `direct`, whose fake moves to the gateway's "
+    "core), and with 3 or more cores, where the fake has its own, the busier of the two. Near 100 the load side is "
+    "the limit: its queues, not the target, then set the first-event times."
 )
 
 
@@ -306,7 +308,7 @@ def paced_table(results: Results) -> list[str]:
             failed, total = results.errors(target, load.name)
             upstream_cpu = paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds)
             client_cpu = paced.percent_of_core(paced.client_cpu_seconds, result.seconds)
-            load_core = client_cpu if target == "direct" else upstream_cpu + client_cpu  # direct's fake is not there
+            load_core = _load_core(target, upstream_cpu, client_cpu, results.shared_load_core)
             needed = (
                 _number(paced.cores_for_rate(result.requests, baseline.per_second), 2) if baseline is not None else "-"
             )
@@ -330,6 +332,14 @@ def paced_table(results: Results) -> list[str]:
                 ]
             )
     return _table(header, rows) if rows else []
+
+
+def _load_core(target: str, upstream: float, client: float, shared: bool) -> float:
+    """The busiest core on the load side: the fake's and the client's together where they share one, except as
+    `direct`, whose fake moves to the gateway's core; where the fake has a core of its own, the busier of the two."""
+    if target == "direct":
+        return client
+    return upstream + client if shared else max(upstream, client)
 
 
 def _cpu_with_workers(paced: PacedFigures, seconds: float) -> str:

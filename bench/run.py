@@ -38,13 +38,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from loads import LOADS, LOADS_BY_NAME, Load, LoadError, describe_reply, measure_first_chunk, probe, run_wrk
 from paced import run_paced
-from procs import PeakMemory, ProcessGroup, cpu_seconds, rss_mib, usable_cpus
+from procs import Cpus, PeakMemory, ProcessGroup, choose_cpus, cpu_seconds, rss_mib, usable_cpus
 from report import ROUTING_TARGET, Measured, Results, render
 from targets import STARTERS, WORK_DIR, Setup, Target, Unavailable, start_llmrelay, start_upstream
 
@@ -74,23 +73,6 @@ SETTLE_MAX_SECONDS = 120.0
 SETTLE_SAMPLE_SECONDS = 0.5
 SETTLE_IDLE_PERCENT = 5.0
 SOAK_CHUNK_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Cpus:
-    """Which core generates load and which one the gateway under test gets; None means no pinning."""
-
-    load: int | None
-    gateway: int | None
-
-    def describe(self) -> str:
-        if self.gateway is None:
-            return "fewer than 2 cores (or no taskset): nothing pinned"
-        return (
-            f"wrk and the TTFB client on CPU {self.load}, the gateway under test on CPU {self.gateway}; the fake "
-            f"upstream shares CPU {self.load} with wrk, except as the `direct` target, when it moves to CPU "
-            f"{self.gateway}"
-        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -146,13 +128,6 @@ def ensure_wrk() -> None:
         subprocess.run(argv, env=env, timeout=900, check=False, stdout=subprocess.DEVNULL)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is required and `apt-get install -y wrk` did not provide it")
-
-
-def choose_cpus() -> Cpus:
-    cpus = usable_cpus()
-    if len(cpus) < 2 or shutil.which("taskset") is None:
-        return Cpus(None, None)
-    return Cpus(cpus[0], cpus[1])
 
 
 @contextlib.contextmanager
@@ -276,7 +251,7 @@ def measure_one(
     if (target.name, load.name) not in results.runs and (note := probe_note(target, load)):
         results.note(target.name, load.name, note)
     try:
-        with upstream_on(upstream, cpus.gateway if target is upstream else None, cpus.load):
+        with upstream_on(upstream, cpus.gateway[0] if target is upstream and cpus.gateway else None, cpus.upstream):
             measured = measure(target, load, args, cpus, upstream)
     except LoadError as exc:
         results.note(target.name, load.name, str(exc))
@@ -315,13 +290,14 @@ def run_matrix(args: argparse.Namespace, group: ProcessGroup, cpus: Cpus) -> tup
         loads=[load.name for load in args.loads],
         rounds=args.rounds,
         placement=cpus.describe(),
+        shared_load_core=cpus.shared_load_core,
         skipped=set(args.skipped),
     )
     # needed by every target, measured only if `direct` is selected
-    upstream = start_upstream(group, cpus.load, args.paced_events, args.paced_gap_ms)
+    upstream = start_upstream(group, cpus.upstream, args.paced_events, args.paced_gap_ms)
     results.versions["direct"] = upstream.version
     gateways = start_targets(
-        [n for n in args.targets if n != "direct"], Setup(group, upstream.endpoint.port, cpus.gateway), results
+        [n for n in args.targets if n != "direct"], Setup(group, upstream.endpoint.port, cpus), results
     )
     targets = {"direct": upstream, **gateways} if "direct" in args.targets else gateways
     if cpus.load is not None:
@@ -357,8 +333,8 @@ def _own_failures(results: Results) -> list[str]:
 
 def run_soak(total: int, group: ProcessGroup, cpus: Cpus) -> None:
     """Many non-streaming requests through llmrelay-1w in chunks of a few seconds, reading RSS between chunks."""
-    upstream = start_upstream(group, cpus.load)
-    relay = start_llmrelay(Setup(group, upstream.endpoint.port, cpus.gateway), 1)
+    upstream = start_upstream(group, cpus.upstream)
+    relay = start_llmrelay(Setup(group, upstream.endpoint.port, cpus), 1)
     if cpus.load is not None:
         os.sched_setaffinity(0, {cpus.load})
     load = LOADS[0]
@@ -399,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _raise_open_files_limit()
     ensure_wrk()
-    cpus = choose_cpus()
+    cpus = choose_cpus(usable_cpus(), shutil.which("taskset") is not None)
     group = ProcessGroup(WORK_DIR / "logs")
     try:
         if args.soak_requests:

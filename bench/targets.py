@@ -45,7 +45,7 @@ from loads import (
     describe_reply,
     probe,
 )
-from procs import Launched, ProcessGroup, pinned
+from procs import Cpus, Launched, ProcessGroup, pinned
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -73,11 +73,11 @@ class Target:
 
 @dataclass(frozen=True)
 class Setup:
-    """What every starter needs: where processes go, where the upstream is, which core the gateway gets."""
+    """What every starter needs: where processes go, where the upstream is, which cores the gateway gets."""
 
     group: ProcessGroup
     upstream_port: int
-    gateway_cpu: int | None
+    cpus: Cpus
 
 
 def free_port() -> int:
@@ -175,7 +175,7 @@ def start_pipe(setup: Setup) -> Target:
     It forwards what it gets, so it takes the upstream's own key and routes, as `direct` does."""
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "byte_pipe.py"), "--port", str(port), "--upstream-port"]
-    launched = setup.group.start("pipe", pinned([*argv, str(setup.upstream_port)], setup.gateway_cpu))
+    launched = setup.group.start("pipe", pinned([*argv, str(setup.upstream_port)], setup.cpus.for_target(1)))
     endpoint = _upstream_endpoint(port)
     wait_ready(launched, endpoint)
     return Target("pipe", endpoint, launched, "bench/byte_pipe.py")
@@ -280,7 +280,7 @@ def start_llmrelay(setup: Setup, workers: int, *, routed: bool = False) -> Targe
     key = created.strip().splitlines()[-1].strip()
     port = free_port()
     serve = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    launched = setup.group.start(name, pinned(serve, setup.gateway_cpu), env=env)
+    launched = setup.group.start(name, pinned(serve, setup.cpus.for_target(workers)), env=env)
     routes = {MESSAGES_ROUTE: anthropic_headers(key), GENERATE_ROUTE: gemini_headers(key)}
     endpoint = Endpoint(port, {"Authorization": f"Bearer {key}"}, routes)
     wait_ready(launched, endpoint)
@@ -365,7 +365,9 @@ def start_litellm(setup: Setup) -> Target:
         "LITELLM_LOG": "WARNING",  # no per-request access log
         "GEMINI_API_BASE": f"http://127.0.0.1:{setup.upstream_port}",  # where its /gemini pass-through goes
     }
-    launched = setup.group.start("litellm", pinned([*argv, "--num_workers", "1"], setup.gateway_cpu), env=env, cwd=work)
+    launched = setup.group.start(
+        "litellm", pinned([*argv, "--num_workers", "1"], setup.cpus.for_target(1)), env=env, cwd=work
+    )
     routes = {MESSAGES_ROUTE: anthropic_headers(master_key), GENERATE_ROUTE: gemini_headers(master_key)}
     endpoint = Endpoint(
         port, {"Authorization": f"Bearer {master_key}"}, routes, route_prefixes={GENERATE_ROUTE: "/gemini"}
@@ -424,7 +426,7 @@ def start_portkey(setup: Setup) -> Target:
     port = free_port()
     preload = str(BENCH_DIR / "portkey_loopback.cjs")
     argv = ["node", "--require", preload, "build/start-server.js", f"--port={port}", "--headless"]
-    launched = setup.group.start("portkey", pinned(argv, setup.gateway_cpu), cwd=package_dir)
+    launched = setup.group.start("portkey", pinned(argv, setup.cpus.for_target(1)), cwd=package_dir)
     custom_host = {"x-portkey-custom-host": f"http://127.0.0.1:{setup.upstream_port}/v1"}
     headers = {"Authorization": f"Bearer {UPSTREAM_KEY}", "x-portkey-provider": "openai", **custom_host}
     anthropic = {"x-portkey-provider": "anthropic", **custom_host}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from loads import LoadResult, PacedFigures  # the bench's modules, run from bench/ as scripts
-from procs import busy_shares, cpu_seconds_by_process
+from procs import busy_shares, choose_cpus, cpu_seconds_by_process, pinned
 from report import Measured, Results, paced_table
 
 SECONDS = 5.0
@@ -104,3 +104,39 @@ def test_cpu_seconds_by_process_reads_this_process_and_its_children() -> None:
     assert os.getpid() in read
     assert read[os.getpid()] > 0  # the test run itself has used CPU
     assert all(seconds >= 0 for seconds in read.values())
+
+
+def test_two_cores_put_the_fake_upstream_on_the_load_core_and_the_gateway_on_the_other() -> None:
+    cpus = choose_cpus([0, 1], can_pin=True)
+    assert (cpus.load, cpus.upstream, cpus.gateway) == (0, 0, (1,))
+    assert cpus.shared_load_core
+    assert cpus.for_target(2) == (1,)  # both workers on the one gateway core
+    assert pinned(["llmrelay"], cpus.for_target(2)) == ["taskset", "-c", "1", "llmrelay"]
+
+
+def test_more_cores_give_the_fake_upstream_its_own_and_a_multi_worker_gateway_one_core_a_worker() -> None:
+    cpus = choose_cpus([0, 1, 2, 3, 4], can_pin=True)
+    assert (cpus.load, cpus.upstream, cpus.gateway) == (0, 1, (2, 3, 4))
+    assert not cpus.shared_load_core
+    assert cpus.for_target(1) == (2,)
+    assert cpus.for_target(2) == (2, 3)
+    assert pinned(["llmrelay"], cpus.for_target(2)) == ["taskset", "-c", "2,3", "llmrelay"]
+    assert "fake upstream on CPU 1" in cpus.describe()
+    three = choose_cpus([4, 5, 6], can_pin=True)
+    assert (three.load, three.upstream, three.for_target(2)) == (4, 5, (6,))
+
+
+def test_without_two_cores_or_taskset_nothing_is_pinned() -> None:
+    for cpus in (choose_cpus([0], can_pin=True), choose_cpus([0, 1, 2, 3], can_pin=False)):
+        assert cpus.gateway == () and cpus.load is None
+        assert pinned(["llmrelay"], cpus.for_target(2)) == ["llmrelay"]
+        assert "nothing pinned" in cpus.describe()
+
+
+def test_with_its_own_core_the_fake_makes_the_load_core_the_busier_of_the_two() -> None:
+    runs = {"direct": paced(10_000, 3.8, 3.8, 3.4), "llmrelay-1w": paced(8_000, 4.9, 3.1, 1.5)}
+    results = results_of(runs)
+    results.shared_load_core = False
+    table = rows(results)
+    assert table["llmrelay-1w"]["load core %"] == "62"  # the fake's core; the client's is at 30
+    assert table["direct"]["load core %"] == "68"
