@@ -281,6 +281,11 @@ class PacedFigures:
     def cpu_us_per_event(self) -> float:
         return self.gateway_cpu_seconds * 1e6 / self.events if self.events else math.nan
 
+    def worker_percents(self, seconds: float) -> list[float]:
+        """Each worker's CPU in % of a core, for a target with several busy processes; [] for one."""
+        used = self.worker_cpu_seconds
+        return [self.percent_of_core(share, seconds) for share in used] if len(used) > 1 else []
+
     def cores_for_rate(self, streams: int, per_second: float) -> float:
         """The cores the target would need for `per_second` streams at the CPU per stream it used here."""
         return self.gateway_cpu_seconds / streams * per_second if streams else math.nan

@@ -345,10 +345,8 @@ def _load_core(target: str, upstream: float, client: float, shared: bool) -> flo
 def _cpu_with_workers(paced: PacedFigures, seconds: float) -> str:
     """The target's CPU as % of a core; with several busy processes (workers), each one's share too."""
     whole = _number(paced.percent_of_core(paced.gateway_cpu_seconds, seconds), 0)
-    if len(paced.worker_cpu_seconds) < 2:
-        return whole
-    shares = " + ".join(_number(paced.percent_of_core(used, seconds), 0) for used in paced.worker_cpu_seconds)
-    return f"{whole} ({shares})"
+    workers = paced.worker_percents(seconds)
+    return f"{whole} ({' + '.join(_number(share, 0) for share in workers)})" if workers else whole
 
 
 def _signed(value: float, digits: int, unit: str = "") -> str:

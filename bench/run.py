@@ -212,19 +212,14 @@ def settle(target: Target) -> bool:
 def _progress(round_index: int, rounds: int, name: str, load: Load, measured: Measured) -> str:
     result = measured.result
     if (paced := result.paced) is not None:
+        workers = paced.worker_percents(result.seconds)
+        split = f" ({' + '.join(f'{share:.0f}%' for share in workers)})" if workers else ""
         return (
             f"[round {round_index + 1}/{rounds}] {load.name:<19} {name:<18} {result.per_second:>9,.0f} {load.unit:<9} "
             f"TTFE p50 {paced.ttfe_p50_ms:.1f} p99 {paced.ttfe_p99_ms:.1f} ms  whole p50 {result.p50_ms:.0f} "
             f"p99 {result.p99_ms:.0f} ms  errors {result.errors:,}  gateway "
-            f"{paced.percent_of_core(paced.gateway_cpu_seconds, result.seconds):.0f}% of a core"
-            + (
-                " ("
-                + " + ".join(f"{paced.percent_of_core(s, result.seconds):.0f}%" for s in paced.worker_cpu_seconds)
-                + ")"
-                if len(paced.worker_cpu_seconds) > 1
-                else ""
-            )
-            + f", {paced.cpu_us_per_event:.1f} us/event, peak RSS {paced.peak_rss_mib:.0f} MiB  (upstream "
+            f"{paced.percent_of_core(paced.gateway_cpu_seconds, result.seconds):.0f}% of a core{split}, "
+            f"{paced.cpu_us_per_event:.1f} us/event, peak RSS {paced.peak_rss_mib:.0f} MiB  (upstream "
             f"{paced.percent_of_core(paced.upstream_cpu_seconds, result.seconds):.0f}%, client "
             f"{paced.percent_of_core(paced.client_cpu_seconds, result.seconds):.0f}%"
             + (f", {paced.unfinished} unfinished" if paced.unfinished else "")
