@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +27,7 @@ def usable_cpus() -> list[int]:
 def pinned(argv: Sequence[str], cpus: int | Sequence[int] | None) -> list[str]:
     """Prefix a command with taskset so that it and every child it forks stay on these cores (None or none: as
     it is)."""
-    if cpus is None:
-        return list(argv)
-    chosen = [cpus] if isinstance(cpus, int) else list(cpus)
+    chosen = [] if cpus is None else [cpus] if isinstance(cpus, int) else list(cpus)
     return ["taskset", "-c", ",".join(map(str, chosen)), *argv] if chosen else list(argv)
 
 
@@ -177,27 +175,25 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(roots: Iterable[int]) -> float:
-    """User+system CPU of the trees, counting children already reaped (cutime/cstime) so nothing is lost."""
-    ticks = 0
+def _tree_stats(roots: Iterable[int]) -> Iterator[tuple[int, list[str]]]:
+    """Each live process of the trees with its /proc stat fields (after the command name)."""
     for root in roots:
         for pid in process_tree(root):
             fields = _read_stat(pid)
             if fields is not None:
-                ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+                yield pid, fields
+
+
+def cpu_seconds(roots: Iterable[int]) -> float:
+    """User+system CPU of the trees, counting children already reaped (cutime/cstime) so nothing is lost."""
+    ticks = sum(int(value) for _, fields in _tree_stats(roots) for value in fields[11:15])  # utime stime cutime cstime
     return ticks / CLOCK_TICKS_PER_SECOND
 
 
 def cpu_seconds_by_process(roots: Iterable[int]) -> dict[int, float]:
     """Each live process of the trees with its own user+system CPU (its reaped children's not included): how a
     multi-worker target's work is shared among its workers."""
-    used = {}
-    for root in roots:
-        for pid in process_tree(root):
-            fields = _read_stat(pid)
-            if fields is not None:
-                used[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
-    return used
+    return {pid: (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND for pid, fields in _tree_stats(roots)}
 
 
 def busy_shares(before: dict[int, float], after: dict[int, float], least: float) -> list[float]:
